@@ -12,7 +12,9 @@ path with :meth:`SiteHost.fault`, the way a flaky site would misbehave:
 Layout: ``root/<site>/<path>``; a request for ``/<site>/<path>`` serves that file.
 All sites share one host, so they share ``/robots.txt``: ``root/robots.txt`` when it
 exists, else the ``robots_txt`` string (default: allow all).
-ETag and Last-Modified are sent and conditional requests get 304.
+ETag and Last-Modified are sent and conditional requests get 304. In text files,
+``{{SITE}}`` is replaced by the host's base URL, so fixture feeds carry absolute links
+to whatever port the host got.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Fault:
     gzip_body: bool = False
     times: int | None = None  # apply this many times, then behave normally
 
+
+_TEXT_SUFFIXES = {".html", ".htm", ".xml", ".rss", ".atom", ".txt", ".opml"}
 
 Handler = Callable[[BaseHTTPRequestHandler], bool]
 
@@ -173,7 +177,7 @@ class _SiteRequestHandler(BaseHTTPRequestHandler):
         if target is None:
             self._send(404, b"not found\n", {"Content-Type": "text/plain"}, head=head)
             return
-        body = fault.body if fault and fault.body is not None else target.read_bytes()
+        body = fault.body if fault and fault.body is not None else self._read(target)
         stat = target.stat()
         etag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
         last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
@@ -192,6 +196,13 @@ class _SiteRequestHandler(BaseHTTPRequestHandler):
         if fault:
             headers.update(fault.headers)
         self._send(200, body, headers, head=head, fault=fault)
+
+    def _read(self, target: Path) -> bytes:
+        """File bytes, with ``{{SITE}}`` replaced by this host's base URL in text files."""
+        body = target.read_bytes()
+        if target.suffix in _TEXT_SUFFIXES:
+            body = body.replace(b"{{SITE}}", self.site_host.base_url.encode())
+        return body
 
     def _file(self, path: str) -> Path | None:
         root = self.site_host.root
