@@ -1,0 +1,855 @@
+"""Match articles against commitments: one compiled matcher, a presearch, evidence.
+
+``compile_matcher`` parses every commitment's query (the language is in
+``monitor.query`` and ``docs/query-language.md``) and compiles all of them into one
+:class:`Matcher`, the way Lucene's Monitor (Luwak) and Elasticsearch's percolator do:
+
+1. Every distinct term of every query becomes one key of a single Aho-Corasick automaton
+   over the article's token stream. One pass over an article finds every term that
+   occurs, and where.
+2. Each query is indexed under a few *anchor* terms, chosen so that the query cannot
+   match unless one of its anchors occurs (for ``A AND B`` the rarer side's terms; for
+   ``A OR B`` the terms of both; a query that can match with no term present, like
+   ``NOT x``, has none and is always evaluated).
+3. Only the candidate queries whose anchors occurred are evaluated; evaluation reuses the
+   term positions the pass found.
+
+A hit carries a score, the evidence sentences with the matched terms marked, and the
+version of the query it was matched with, so a stored hit can be traced to the query
+text that produced it. ``Matcher.match_without_presearch`` evaluates every query on its
+own, looking terms up in the article; it is the reference the presearch is tested
+against and the baseline ``bench/match.py`` measures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ahocorasick
+
+from monitor.query import (
+    And,
+    Near,
+    Node,
+    Not,
+    Or,
+    ParsedQuery,
+    Sent,
+    Term,
+    fold,
+    is_cjk,
+    iter_terms,
+    parse_query,
+    token_spans,
+    word_tokens,
+)
+
+__all__ = [
+    "Evidence",
+    "Hit",
+    "Matcher",
+    "Query",
+    "compile_matcher",
+    "compile_query",
+    "split_sentences",
+]
+
+MAX_EVIDENCE = 5
+_SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none spans two
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One sentence that supports a hit, with the matched terms' offsets for highlighting."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+    field: str = "text"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A commitment an article matched: how strongly, why, and with which query version."""
+
+    commitment_id: str
+    score: float
+    evidence: tuple[Evidence, ...]
+    query_version: str
+
+
+# ---------------------------------------------------------------------------- sentences
+
+# Words that end in a period without ending a sentence ("Art. 4", "No. 12", "Mr. Li").
+_ABBREVIATIONS = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "no",
+        "nos",
+        "art",
+        "arts",
+        "sec",
+        "secs",
+        "para",
+        "paras",
+        "ch",
+        "chap",
+        "vol",
+        "vols",
+        "p",
+        "pp",
+        "fig",
+        "figs",
+        "cf",
+        "vs",
+        "al",
+        "ed",
+        "eds",
+        "rev",
+        "gov",
+        "govt",
+        "sen",
+        "rep",
+        "gen",
+        "col",
+        "lt",
+        "capt",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "bros",
+        "dept",
+        "est",
+        "approx",
+        "op",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "e.g",
+        "i.e",
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.u",
+        "p.r.c",
+    ]
+)
+_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)|[。！？；]+[”’」』）\"]*|\n")
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+_NEXT_CHAR = re.compile(r"\s*(\S)")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) in ``text``, whitespace trimmed, empty ones dropped.
+
+    English sentences end at . ! ? followed by a space and not a lowercase letter, unless
+    the period closes an abbreviation ("U.S.", "Art. 4", "No. 12") or an initial; Chinese
+    ones end at 。！？；; a line break always ends one (headlines and list items lack periods).
+    """
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        end = match.end()
+        mark = match.group()[0]
+        if mark in ".!?":
+            following = _NEXT_CHAR.match(text, end)
+            if following and following.group(1).islower():
+                continue
+            if mark == "." and match.group().startswith(".") and _is_abbreviation(text, match):
+                continue
+        _add_span(text, start, end, spans)
+        start = end
+    _add_span(text, start, len(text), spans)
+    return spans
+
+
+def _is_abbreviation(text: str, match: re.Match[str]) -> bool:
+    if len(match.group().rstrip("\"'”’)]")) > 1:  # "..." ends a sentence
+        return False
+    before = _WORD_BEFORE.search(text, max(0, match.start() - 24), match.start())
+    if before is None:
+        return False
+    word = before.group(1).lower().strip(".")
+    if word in _ABBREVIATIONS:
+        return True
+    if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
+        return True
+    return "." in word and all(len(part) <= 2 for part in word.split("."))  # "u.s", "e.g"
+
+
+def _add_span(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append((start, end))
+
+
+# ---------------------------------------------------------------------------- documents
+
+
+class _Doc:
+    """An article as the matcher sees it: folded tokens, sentence by sentence.
+
+    ``tokens`` holds the title's tokens, then each text sentence's, with a separator
+    pseudo-token between sentences, so positions are token indices and a phrase can
+    never run across a sentence or from the title into the text. ``joined`` is the
+    same tokens joined by spaces, for the Aho-Corasick pass.
+    """
+
+    __slots__ = (
+        "_index",
+        "_vocab",
+        "fields",
+        "joined",
+        "n_tokens",
+        "sent_chars",
+        "sent_te",
+        "sent_ts",
+        "sentences",
+        "title_end",
+        "tokens",
+    )
+
+    def __init__(self, title: str, text: str) -> None:
+        self.fields = {"title": title, "text": text}
+        pieces: list[tuple[str, int, int]] = []
+        if title.strip():
+            pieces.append(("title", *_strip_span(title)))
+        pieces.extend(("text", s, e) for s, e in split_sentences(text))
+        self.sentences: list[tuple[str, int, int]] = []
+        self.sent_ts: list[int] = []
+        self.sent_te: list[int] = []
+        self.sent_chars: list[int] = []
+        tokens: list[str] = []
+        char = 1
+        self.title_end = 0
+        for field, start, end in pieces:
+            words = word_tokens(fold(self.fields[field][start:end]))
+            if not words:
+                continue
+            if tokens:
+                tokens.append(_SEP)
+                char += 2
+            self.sentences.append((field, start, end))
+            self.sent_ts.append(len(tokens))
+            self.sent_chars.append(char)
+            tokens.extend(words)
+            self.sent_te.append(len(tokens))
+            char += sum(map(len, words)) + len(words)
+            if field == "title":
+                self.title_end = len(tokens)
+        self.tokens = tokens
+        self.n_tokens = len(tokens)
+        self.joined = " " + " ".join(tokens) + " "
+        self._index: dict[str, list[int]] | None = None
+        self._vocab: list[str] | None = None
+
+    def sentence_of(self, token: int) -> int:
+        return bisect_right(self.sent_ts, token) - 1
+
+    def token_at_char(self, char: int) -> int:
+        """The index of the token starting at ``char`` of ``joined``."""
+        sentence = bisect_right(self.sent_chars, char) - 1
+        first = self.sent_chars[sentence]
+        return self.sent_ts[sentence] + self.joined.count(" ", first, char)
+
+    def sentence_text(self, sentence: int) -> tuple[str, str]:
+        field, start, end = self.sentences[sentence]
+        return field, self.fields[field][start:end]
+
+    @property
+    def index(self) -> dict[str, list[int]]:
+        """token -> positions, for evaluating a query without the presearch."""
+        if self._index is None:
+            index: dict[str, list[int]] = defaultdict(list)
+            for position, token in enumerate(self.tokens):
+                index[token].append(position)
+            index.pop(_SEP, None)
+            self._index = dict(index)
+        return self._index
+
+    @property
+    def vocab(self) -> list[str]:
+        if self._vocab is None:
+            self._vocab = sorted(self.index)
+        return self._vocab
+
+
+def _strip_span(text: str) -> tuple[int, int]:
+    start = len(text) - len(text.lstrip())
+    return start, len(text.rstrip())
+
+
+# ---------------------------------------------------------------------------- term lookup
+
+_Leaf = tuple[tuple[str, ...], bool]  # (tokens, prefix)
+_Positions = list[tuple[int, int]]  # (first token, one past the last), token indices
+
+
+class _Ctx:
+    """Where each term occurs in one document; subclasses differ in how they find out."""
+
+    __slots__ = ("_cache", "doc")
+
+    def __init__(self, doc: _Doc) -> None:
+        self.doc = doc
+        self._cache: dict[int, list[int]] = {}
+
+    def starts(self, leaf_id: int) -> list[int]:
+        raise NotImplementedError
+
+
+class _PresearchCtx(_Ctx):
+    """Term positions from one Aho-Corasick pass over the document's token stream."""
+
+    __slots__ = ("key_lengths", "raw")
+
+    def __init__(self, doc: _Doc, automaton: Any, key_lengths: list[int]) -> None:
+        super().__init__(doc)
+        self.key_lengths = key_lengths
+        raw: dict[int, list[int]] = defaultdict(list)
+        if key_lengths:
+            for end, leaf_id in automaton.iter(doc.joined):
+                raw[leaf_id].append(end)
+        self.raw = raw
+
+    def starts(self, leaf_id: int) -> list[int]:
+        cached = self._cache.get(leaf_id)
+        if cached is not None:
+            return cached
+        ends = self.raw.get(leaf_id)
+        if not ends:
+            result: list[int] = []
+        else:
+            offset = 2 - self.key_lengths[leaf_id]  # key = " tok ...": skip its leading space
+            token_at = self.doc.token_at_char
+            result = [token_at(end + offset) for end in ends]
+        self._cache[leaf_id] = result
+        return result
+
+
+class _LookupCtx(_Ctx):
+    """Term positions looked up in the document's token index, term by term, no sharing.
+
+    This is how a query is evaluated on its own (``Query.match``, ``match_one``) and the
+    naive baseline: every query finds its own terms.
+    """
+
+    __slots__ = ("leaves",)
+
+    def __init__(self, doc: _Doc, leaves: Sequence[_Leaf]) -> None:
+        super().__init__(doc)
+        self.leaves = leaves
+
+    def starts(self, leaf_id: int) -> list[int]:
+        tokens, prefix = self.leaves[leaf_id]
+        return lookup_term(self.doc, tokens, prefix)
+
+
+def lookup_term(doc: _Doc, tokens: tuple[str, ...], prefix: bool) -> list[int]:
+    """Start positions of a term in ``doc``, from its token index (no automaton)."""
+    index = doc.index
+    head = tokens[0]
+    if len(tokens) == 1 and prefix:
+        vocab = doc.vocab
+        lo = bisect_left(vocab, head)
+        found: list[int] = []
+        for word in vocab[lo:]:
+            if not word.startswith(head):
+                break
+            found.extend(index[word])
+        found.sort()
+        return found
+    starts = index.get(head)
+    if not starts:
+        return []
+    if len(tokens) == 1:
+        return starts
+    words = doc.tokens
+    size = len(words)
+    last = len(tokens) - 1
+    out = []
+    for start in starts:
+        if start + last >= size:
+            break
+        for offset in range(1, last + 1):
+            word = words[start + offset]
+            want = tokens[offset]
+            if not (word == want or (prefix and offset == last and word.startswith(want))):
+                break
+        else:
+            out.append(start)
+    return out
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+# An evaluator returns None when its part of the query is not satisfied within tokens
+# [lo, hi), else the positions of the terms that satisfy it (empty for a satisfied NOT).
+_Eval = Callable[[_Ctx, int, int], "_Positions | None"]
+
+
+class _Compiler:
+    """Turns query trees into evaluator closures over shared term ids."""
+
+    def __init__(self) -> None:
+        self.leaf_ids: dict[_Leaf, int] = {}
+        self.leaves: list[_Leaf] = []
+
+    def leaf(self, term: Term) -> int:
+        leaf_id = self.leaf_ids.get(term.key)
+        if leaf_id is None:
+            leaf_id = self.leaf_ids[term.key] = len(self.leaves)
+            self.leaves.append(term.key)
+        return leaf_id
+
+    # --- anchors: terms at least one of which must occur for the node to match
+
+    def anchors(self, node: Node) -> frozenset[int] | None:
+        """Term ids of which one must occur for ``node`` to match; None when none must."""
+        if isinstance(node, Term):
+            return frozenset((self.leaf(node),))
+        if isinstance(node, Not):
+            return None
+        if isinstance(node, Sent):
+            return self.anchors(node.child)
+        if isinstance(node, Or):
+            union: set[int] = set()
+            for child in node.children:
+                sub = self.anchors(child)
+                if sub is None:
+                    return None
+                union |= sub
+            return frozenset(union)
+        children = node.children if isinstance(node, And) else (node.left, node.right)
+        options = [a for a in map(self.anchors, children) if a is not None]
+        return min(options, key=self.cost) if options else None
+
+    def cost(self, anchors: frozenset[int] | None) -> float:
+        """How likely a set of terms is to occur; lower is more selective.
+
+        Without corpus statistics, length is the proxy Luwak also uses by default: long
+        words and phrases are rarer than short words, prefixes match more than words.
+        """
+        if anchors is None:
+            return float("inf")
+        total = 0.0
+        for leaf_id in anchors:
+            tokens, prefix = self.leaves[leaf_id]
+            chars = sum(len(t) if not is_cjk(t) else 2 for t in tokens)
+            total += (3.0 if prefix else 1.0) / (chars * len(tokens))
+        return total
+
+    # --- evaluators
+
+    def compile(self, node: Node) -> _Eval:
+        if isinstance(node, Term):
+            return self._term(node)
+        if isinstance(node, And):
+            ordered = sorted(node.children, key=lambda c: self.cost(self.anchors(c)))
+            return self._and([self.compile(c) for c in ordered])
+        if isinstance(node, Or):
+            return self._or([self.compile(c) for c in node.children])
+        if isinstance(node, Not):
+            return self._not(self.compile(node.child))
+        if isinstance(node, Near):
+            return self._near(self.compile(node.left), self.compile(node.right), node.distance)
+        positive = sorted({self.leaf(t) for t in iter_terms(node.child, positive_only=True)})
+        return self._sent(self.compile(node.child), positive)
+
+    def _term(self, term: Term) -> _Eval:
+        leaf_id = self.leaf(term)
+        width = len(term.tokens)
+        field = term.field
+
+        def term_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            starts = ctx.starts(leaf_id)
+            if not starts:
+                return None
+            if field == "title":
+                lo, hi = lo, min(hi, ctx.doc.title_end)
+            elif field == "text":
+                lo = max(lo, ctx.doc.title_end)
+            if lo == 0 and hi >= ctx.doc.n_tokens:
+                return [(s, s + width) for s in starts]
+            found = [(s, s + width) for s in starts if lo <= s < hi]
+            return found or None
+
+        return term_eval
+
+    @staticmethod
+    def _and(children: list[_Eval]) -> _Eval:
+        def and_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            out: _Positions = []
+            for child in children:
+                found = child(ctx, lo, hi)
+                if found is None:
+                    return None
+                out.extend(found)
+            return out
+
+        return and_eval
+
+    @staticmethod
+    def _or(children: list[_Eval]) -> _Eval:
+        def or_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            out: _Positions | None = None
+            for child in children:
+                found = child(ctx, lo, hi)
+                if found is not None:
+                    out = found if out is None else out + found
+            return out
+
+        return or_eval
+
+    @staticmethod
+    def _not(child: _Eval) -> _Eval:
+        def not_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            return [] if child(ctx, lo, hi) is None else None
+
+        return not_eval
+
+    @staticmethod
+    def _near(left: _Eval, right: _Eval, distance: int) -> _Eval:
+        def near_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            lefts = left(ctx, lo, hi)
+            if lefts is None:
+                return None
+            rights = right(ctx, lo, hi)
+            if rights is None:
+                return None
+            title_end = ctx.doc.title_end
+            out: _Positions = []
+            used: set[tuple[int, int]] = set()
+            for a in lefts:
+                near = False
+                for b in rights:
+                    if a == b or (a[0] < title_end) != (b[0] < title_end):
+                        continue
+                    gap = b[0] - a[1] if b[0] >= a[1] else a[0] - b[1]
+                    if gap <= distance:
+                        near = True
+                        used.add(b)
+                if near:
+                    out.append(a)
+            if not out:
+                return None
+            out.extend(used)
+            return out
+
+        return near_eval
+
+    @staticmethod
+    def _sent(child: _Eval, positive: list[int]) -> _Eval:
+        def sent_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            doc = ctx.doc
+            if positive:
+                sentences = sorted(
+                    {doc.sentence_of(s) for leaf in positive for s in ctx.starts(leaf)}
+                )
+            else:
+                sentences = list(range(len(doc.sentences)))
+            out: _Positions | None = None
+            for sentence in sentences:
+                start, end = doc.sent_ts[sentence], doc.sent_te[sentence]
+                if end <= lo or start >= hi:
+                    continue
+                found = child(ctx, max(lo, start), min(hi, end))
+                if found is not None:
+                    out = found if out is None else out + found
+            return out
+
+        return sent_eval
+
+
+# ---------------------------------------------------------------------------- evidence
+
+
+def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _Positions) -> Hit:
+    """Score a match and pick its evidence sentences.
+
+    A sentence that satisfies the whole query on its own is better evidence than one that
+    holds some of its terms; the score rewards a title that matches and several such
+    sentences (see docs/query-language.md, "Scoring").
+    """
+    doc = ctx.doc
+    by_sentence: dict[int, set[tuple[int, int]]] = defaultdict(set)
+    for position in positions:
+        by_sentence[doc.sentence_of(position[0])].add(position)
+    ranked = []
+    title_satisfies = title_has_terms = False
+    satisfying_text = 0
+    for sentence, marks in by_sentence.items():
+        alone = root(ctx, doc.sent_ts[sentence], doc.sent_te[sentence])
+        if alone:
+            marks = set(alone)
+        field = doc.sentences[sentence][0]
+        if field == "title":
+            title_has_terms = True
+            title_satisfies = alone is not None
+        elif alone is not None:
+            satisfying_text += 1
+        distinct = len({tuple(doc.tokens[s:e]) for s, e in marks})
+        ranked.append(((alone is not None, distinct, field == "title", -sentence), sentence, marks))
+    ranked.sort(reverse=True)
+    evidence = tuple(
+        _evidence(doc, sentence, marks) for _, sentence, marks in ranked[:MAX_EVIDENCE]
+    )
+    score = 1.0
+    if title_satisfies or satisfying_text:
+        score += 0.25
+    if title_satisfies:
+        score += 1.0
+    elif title_has_terms:
+        score += 0.5
+    score += 0.5 * min(max(satisfying_text - 1, 0), 4)
+    return Hit(commitment_id, score, evidence, version)
+
+
+def _evidence(doc: _Doc, sentence: int, marks: Iterable[tuple[int, int]]) -> Evidence:
+    field, text = doc.sentence_text(sentence)
+    spans = token_spans(text)
+    first = doc.sent_ts[sentence]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(marks):
+        if end - first > len(spans):
+            continue  # folding changed the token count (rare Unicode); skip the highlight
+        span = (spans[start - first][0], spans[end - 1 - first][1])
+        if merged and span[0] <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], span[1]))
+        else:
+            merged.append(span)
+    return Evidence(text, tuple(merged), field)
+
+
+# ---------------------------------------------------------------------------- queries
+
+
+def query_version(query: str, exclude: str | None, aliases: Mapping[str, str]) -> str:
+    """A short hash of everything that decides what a query matches.
+
+    ``aliases`` should hold only the aliases the query uses: editing an alias then
+    changes the version of exactly the commitments that use it.
+    """
+    payload = json.dumps(
+        {"query": query, "exclude": exclude, "aliases": dict(sorted(aliases.items()))},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+
+
+class Query:
+    """One parsed query, for ``monitor test-query`` and for trying a query out in Python."""
+
+    def __init__(
+        self, text: str, parsed: ParsedQuery, aliases: Mapping[str, str], commitment_id: str | None
+    ) -> None:
+        self.text = text
+        self.commitment_id = commitment_id
+        self.root = parsed.root
+        self.aliases_used = parsed.aliases_used
+        self.version = query_version(text, None, {n: aliases[n] for n in parsed.aliases_used})
+        self._compiler = _Compiler()
+        self._eval = self._compiler.compile(self.root)
+
+    @property
+    def terms(self) -> list[str]:
+        """Every distinct term, as matched (folded), in query order."""
+        return list(dict.fromkeys(str(t).split(":", 1)[-1] for t in iter_terms(self.root)))
+
+    def explain(self) -> str:
+        """The query fully parenthesised, aliases expanded: shows how it was read."""
+        return str(self.root)
+
+    def match(self, title: str, text: str) -> Hit | None:
+        """The hit this query alone makes on an article (any score), or None."""
+        doc = _Doc(title, text)
+        ctx = _LookupCtx(doc, self._compiler.leaves)
+        found = self._eval(ctx, 0, doc.n_tokens)
+        if found is None:
+            return None
+        return _hit(self.commitment_id or "", self.version, self._eval, ctx, found)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+    def __repr__(self) -> str:
+        return f"Query({self.text!r})"
+
+
+def compile_query(
+    query: str, aliases: Mapping[str, str] | None = None, *, commitment_id: str | None = None
+) -> Query:
+    """Parse one query; raises QuerySyntaxError naming the commitment, position, expectation."""
+    aliases = aliases or {}
+    return Query(
+        query, parse_query(query, aliases, commitment_id=commitment_id), aliases, commitment_id
+    )
+
+
+@dataclass(frozen=True)
+class _Commitment:
+    id: str
+    version: str
+    evaluate: _Eval
+    exclude: _Eval | None
+    min_score: float
+
+
+class Matcher:
+    """All commitments' queries, compiled once; ``match`` runs the presearch then evaluates."""
+
+    def __init__(
+        self,
+        compiler: _Compiler,
+        commitments: list[_Commitment],
+        anchors: list[frozenset[int] | None],
+    ) -> None:
+        self._commitments = commitments
+        self._by_id = {c.id: c for c in commitments}
+        self._leaves = compiler.leaves
+        self.query_versions: dict[str, str] = {c.id: c.version for c in commitments}
+        by_anchor: dict[int, list[int]] = defaultdict(list)
+        always: list[int] = []
+        for number, anchor in enumerate(anchors):
+            if anchor is None:
+                always.append(number)
+            else:
+                for leaf_id in anchor:
+                    by_anchor[leaf_id].append(number)
+        self._by_anchor = dict(by_anchor)
+        self._always = always
+        self._automaton = ahocorasick.Automaton()
+        self._key_lengths: list[int] = []
+        for leaf_id, (tokens, prefix) in enumerate(compiler.leaves):
+            key = " " + " ".join(tokens) + ("" if prefix else " ")
+            self._automaton.add_word(key, leaf_id)
+            self._key_lengths.append(len(key))
+        if self._key_lengths:
+            self._automaton.make_automaton()
+
+    @property
+    def always_evaluated(self) -> list[str]:
+        """Ids of commitments with no anchor term (pure NOT queries): checked on every article."""
+        return [self._commitments[n].id for n in self._always]
+
+    def candidates(self, title: str, text: str) -> list[str]:
+        """Ids of the commitments the presearch would evaluate on this article."""
+        ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._key_lengths)
+        return [self._commitments[n].id for n in sorted(self._candidate_numbers(ctx))]
+
+    def _candidate_numbers(self, ctx: _PresearchCtx) -> set[int]:
+        numbers = set(self._always)
+        by_anchor = self._by_anchor
+        for leaf_id in ctx.raw:
+            found = by_anchor.get(leaf_id)
+            if found:
+                numbers.update(found)
+        return numbers
+
+    def match(self, title: str, text: str) -> list[Hit]:
+        """Hits with score >= the commitment's min_score and not excluded, best first."""
+        ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._key_lengths)
+        commitments = self._commitments
+        hits = []
+        for number in self._candidate_numbers(ctx):
+            hit = self._evaluate(commitments[number], ctx)
+            if hit is not None:
+                hits.append(hit)
+        hits.sort(key=lambda h: (-h.score, h.commitment_id))
+        return hits
+
+    def match_without_presearch(self, title: str, text: str) -> list[Hit]:
+        """Same result as ``match``, evaluating every query with its own term lookups.
+
+        The naive loop: the reference the presearch is tested against, and the baseline
+        bench/match.py measures it against.
+        """
+        ctx = _LookupCtx(_Doc(title, text), self._leaves)
+        hits = [h for c in self._commitments if (h := self._evaluate(c, ctx)) is not None]
+        hits.sort(key=lambda h: (-h.score, h.commitment_id))
+        return hits
+
+    def match_one(self, commitment_id: str, title: str, text: str) -> Hit | None:
+        """The hit of one commitment (same rules as ``match``); KeyError for an unknown id."""
+        commitment = self._by_id[commitment_id]
+        return self._evaluate(commitment, _LookupCtx(_Doc(title, text), self._leaves))
+
+    @staticmethod
+    def _evaluate(commitment: _Commitment, ctx: _Ctx) -> Hit | None:
+        everything = ctx.doc.n_tokens
+        found = commitment.evaluate(ctx, 0, everything)
+        if found is None:
+            return None
+        if commitment.exclude is not None and commitment.exclude(ctx, 0, everything) is not None:
+            return None
+        hit = _hit(commitment.id, commitment.version, commitment.evaluate, ctx, found)
+        return hit if hit.score >= commitment.min_score else None
+
+    def __len__(self) -> int:
+        return len(self._commitments)
+
+
+def compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> Matcher:
+    """Compile every commitment's query (and exclude) into one matcher.
+
+    Each commitment needs ``.id``, ``.query``, ``.exclude`` (str or None) and
+    ``.min_score``. Every alias is parsed too, used or not, so a broken alias is reported
+    at load time. Raises QuerySyntaxError for the first query or alias that does not parse.
+    """
+    for name in aliases:
+        parse_query(f"@{name}", aliases)
+    compiler = _Compiler()
+    compiled: list[_Commitment] = []
+    anchors: list[frozenset[int] | None] = []
+    for commitment in commitments:
+        commitment_id = str(commitment.id)
+        exclude_text = getattr(commitment, "exclude", None)
+        parsed = parse_query(commitment.query, aliases, commitment_id=commitment_id)
+        used = set(parsed.aliases_used)
+        exclude_eval = None
+        if exclude_text:
+            excluded = parse_query(exclude_text, aliases, commitment_id=commitment_id)
+            used |= excluded.aliases_used
+            exclude_eval = compiler.compile(excluded.root)
+        version = query_version(commitment.query, exclude_text, {n: aliases[n] for n in used})
+        compiled.append(
+            _Commitment(
+                commitment_id,
+                version,
+                compiler.compile(parsed.root),
+                exclude_eval,
+                float(getattr(commitment, "min_score", 1.0)),
+            )
+        )
+        anchors.append(compiler.anchors(parsed.root))
+    return Matcher(compiler, compiled, anchors)

@@ -1,0 +1,466 @@
+"""The commitment query language: text folding, tokens, and the parser.
+
+A query is parsed once into a small tree of :class:`Term`, :class:`And`, :class:`Or`,
+:class:`Not`, :class:`Near` and :class:`Sent` nodes; ``monitor.match`` compiles the
+trees of all commitments into one matcher. Both the queries and the articles go through
+the same :func:`fold` and :func:`word_tokens`, which is what makes matching case- and
+diacritic-blind and lets Chinese terms match inside text written without spaces.
+
+Grammar, loosest binding first (``docs/query-language.md`` has the user's version)::
+
+    query    := or_expr
+    or_expr  := and_expr ("OR" and_expr)*
+    and_expr := unary (["AND"] unary)*          adjacent terms are ANDed
+    unary    := "NOT" unary | near
+    near     := primary ("NEAR/" n primary)*
+    primary  := [field ":"] ( "(" or_expr ")" | "SENT(" or_expr ")"
+                              | '"' phrase '"' | word["*"] | "@" alias )
+
+Every syntax problem raises :class:`~monitor.errors.QuerySyntaxError` with the position
+and what was expected; nothing else escapes the parser (it is fuzzed to keep it so).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from monitor.errors import QuerySyntaxError
+
+# Scripts written without spaces between words. Each of their characters is one token,
+# so a term in them is a character sequence and matches inside longer runs
+# (知识产权 inside 加强知识产权保护). Hangul is spaced, but its particles glue onto nouns,
+# so substring matching serves it better too.
+_CJK = (
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+    "\U00020000-\U0002a6df\U0002a700-\U0002ebef"
+)
+_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
+_IS_CJK = re.compile(f"[{_CJK}]")
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+FIELDS = ("title", "text")
+MAX_NEAR = 1000
+MAX_DEPTH = 64
+MIN_PREFIX = 2
+
+
+def fold(text: str) -> str:
+    """Case- and diacritic-folded text: ``Coopération`` -> ``cooperation``, ``ＩＰ`` -> ``ip``.
+
+    NFKD splits accents off and maps full-width forms; NFC afterwards re-joins Hangul
+    syllables that NFKD took apart into jamo.
+    """
+    if text.isascii():
+        return text.lower()
+    stripped = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return unicodedata.normalize("NFC", stripped).casefold()
+
+
+def word_tokens(folded: str) -> list[str]:
+    """Tokens of already folded text: runs of letters/digits, and single CJK characters."""
+    return _TOKEN.findall(folded)
+
+
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans in the *original* ``text`` of the tokens ``word_tokens(fold(text))`` yields.
+
+    Folding can change lengths (``ß`` -> ``ss``, accents dropped), so each character is
+    folded alone and the folded offsets are mapped back. Only evidence sentences pay this.
+    """
+    if text.isascii():
+        return [m.span() for m in _TOKEN.finditer(text)]
+    pieces: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        folded = fold(char)
+        pieces.append(folded)
+        origin.extend([index] * len(folded))
+    folded_text = "".join(pieces)
+    return [(origin[m.start()], origin[m.end() - 1] + 1) for m in _TOKEN.finditer(folded_text)]
+
+
+def is_cjk(token: str) -> bool:
+    """Whether a token is a single character of a script written without spaces."""
+    return bool(_IS_CJK.match(token))
+
+
+# ---------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True)
+class Term:
+    """A word, phrase or prefix: consecutive tokens; with ``prefix`` the last may continue."""
+
+    tokens: tuple[str, ...]
+    prefix: bool = False
+    field: str | None = None
+    source: str = ""
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], bool]:
+        """What the term matches, regardless of field: shared by every query that uses it."""
+        return (self.tokens, self.prefix)
+
+    def __str__(self) -> str:
+        text = self.tokens[0]
+        for before, token in zip(self.tokens, self.tokens[1:], strict=False):
+            text += token if is_cjk(before) and is_cjk(token) else " " + token
+        text += "*" if self.prefix else ""
+        text = f'"{text}"' if len(self.tokens) > 1 else text
+        return f"{self.field}:{text}" if self.field else text
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return "(" + " AND ".join(map(str, self.children)) + ")"
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return "(" + " OR ".join(map(str, self.children)) + ")"
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Node
+
+    def __str__(self) -> str:
+        return f"NOT {self.child}"
+
+
+@dataclass(frozen=True)
+class Near:
+    """Both sides occur, at most ``distance`` words apart (in either order, same field)."""
+
+    left: Node
+    right: Node
+    distance: int
+
+    def __str__(self) -> str:
+        return f"({self.left} NEAR/{self.distance} {self.right})"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The inner query is satisfied by one sentence on its own."""
+
+    child: Node
+
+    def __str__(self) -> str:
+        return f"SENT({self.child})"
+
+
+Node = Term | And | Or | Not | Near | Sent
+
+
+def iter_terms(node: Node, *, positive_only: bool = False) -> Iterator[Term]:
+    """The terms of a tree; with ``positive_only``, not those under a NOT."""
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from iter_terms(child, positive_only=positive_only)
+    elif isinstance(node, Near):
+        yield from iter_terms(node.left, positive_only=positive_only)
+        yield from iter_terms(node.right, positive_only=positive_only)
+    elif isinstance(node, Sent):
+        yield from iter_terms(node.child, positive_only=positive_only)
+    elif isinstance(node, Not) and not positive_only:
+        yield from iter_terms(node.child)
+
+
+def _with_field(node: Node, field: str) -> Node:
+    """Scope every term of ``node`` that has no field of its own to ``field``."""
+    if isinstance(node, Term):
+        if node.field:
+            return node
+        return Term(node.tokens, node.prefix, field, node.source)
+    if isinstance(node, And):
+        return And(tuple(_with_field(c, field) for c in node.children))
+    if isinstance(node, Or):
+        return Or(tuple(_with_field(c, field) for c in node.children))
+    if isinstance(node, Not):
+        return Not(_with_field(node.child, field))
+    if isinstance(node, Near):
+        return Near(_with_field(node.left, field), _with_field(node.right, field), node.distance)
+    return Sent(_with_field(node.child, field))
+
+
+# ---------------------------------------------------------------------------- the lexer
+
+_LEX = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<lparen>\()
+  | (?P<rparen>\))
+  | (?P<phrase>"[^"]*"\*?)
+  | (?P<badphrase>"[^"]*$)
+  | (?P<alias>@[^\s()"]*)
+  | (?P<near>NEAR(?:/[^\s()"]*)?(?=[\s()"]|$))
+  | (?P<op>(?:AND|OR|NOT)(?=[\s()"]|$))
+  | (?P<sent>SENT(?=\s*\())
+  | (?P<field>[A-Za-z]+:)
+  | (?P<word>[^\s()"]+)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str
+    text: str
+    pos: int
+
+
+def _describe(tok: _Tok | None) -> str:
+    if tok is None:
+        return "the end of the query"
+    if tok.kind in ("lparen", "rparen"):
+        return f"'{tok.text}'"
+    return f"{tok.text!r}"
+
+
+class _Parser:
+    """Recursive descent over the tokens of one query (or one alias definition)."""
+
+    def __init__(self, text: str, context: _Context, where: str) -> None:
+        self.text = text
+        self.context = context
+        self.where = where  # "" for the query itself, "in alias @X: " for an alias
+        self.toks = self._lex(text)
+        self.index = 0
+        self.depth = 0
+
+    def error(self, message: str, pos: int) -> QuerySyntaxError:
+        return QuerySyntaxError(
+            self.where + message,
+            commitment_id=self.context.commitment_id,
+            position=pos,
+            query=self.text,
+        )
+
+    def _lex(self, text: str) -> list[_Tok]:
+        toks: list[_Tok] = []
+        for match in _LEX.finditer(text):
+            kind = match.lastgroup or "word"
+            if kind == "space":
+                continue
+            if kind == "badphrase":
+                raise self.error("unterminated phrase: expected a closing '\"'", match.start())
+            toks.append(_Tok(kind, match.group(), match.start()))
+        return toks
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.index] if self.index < len(self.toks) else None
+
+    def end_pos(self) -> int:
+        return len(self.text)
+
+    def parse(self) -> Node:
+        if not self.toks:
+            raise self.error("empty query: expected a term, a phrase, an @alias or '('", 0)
+        node = self.or_expr()
+        tok = self.peek()
+        if tok is not None:
+            expected = "an operator or the end of the query"
+            if tok.kind == "rparen":
+                expected = "the end of the query (this ')' closes nothing)"
+            raise self.error(f"expected {expected}, found {_describe(tok)}", tok.pos)
+        return node
+
+    def or_expr(self) -> Node:
+        children = [self.and_expr()]
+        while (tok := self.peek()) is not None and tok.kind == "op" and tok.text == "OR":
+            self.index += 1
+            children.append(self.and_expr())
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def and_expr(self) -> Node:
+        children = [self.unary()]
+        while (tok := self.peek()) is not None:
+            if tok.kind == "op" and tok.text == "AND":
+                self.index += 1
+                children.append(self.unary())
+            elif tok.kind == "rparen" or (tok.kind == "op" and tok.text == "OR"):
+                break
+            else:
+                children.append(self.unary())  # implicit AND
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok is not None and tok.kind == "op" and tok.text == "NOT":
+            self.index += 1
+            self.enter(tok.pos)
+            child = self.unary()
+            self.depth -= 1
+            return Not(child)
+        return self.near()
+
+    def near(self) -> Node:
+        start = self.peek()
+        left = self.primary()
+        while (tok := self.peek()) is not None and tok.kind == "near":
+            self.index += 1
+            distance = self.near_distance(tok)
+            right_tok = self.peek()
+            right = self.primary()
+            for side, side_tok in ((left, start), (right, right_tok)):
+                if not any(True for _ in iter_terms(side, positive_only=True)):
+                    pos = side_tok.pos if side_tok else tok.pos
+                    raise self.error(
+                        "NEAR needs something that occurs on each side, not only NOT terms",
+                        pos,
+                    )
+            left = Near(left, right, distance)
+        return left
+
+    def near_distance(self, tok: _Tok) -> int:
+        digits = tok.text[5:]
+        if not tok.text.startswith("NEAR/") or not digits.isdigit() or not digits.isascii():
+            raise self.error(
+                f"expected NEAR/n with a number of words n (like NEAR/5), found {tok.text!r}",
+                tok.pos,
+            )
+        distance = int(digits)
+        if distance > MAX_NEAR:
+            raise self.error(f"NEAR/{distance} is too far; use at most NEAR/{MAX_NEAR}", tok.pos)
+        return distance
+
+    def enter(self, pos: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"query nests deeper than {MAX_DEPTH} levels", pos)
+
+    def primary(self) -> Node:
+        tok = self.peek()
+        if tok is None:
+            raise self.error(
+                "expected a term, a phrase, an @alias or '(', found the end of the query",
+                self.end_pos(),
+            )
+        if tok.kind == "field":
+            name = tok.text[:-1]
+            if name not in FIELDS:
+                raise self.error(
+                    f"unknown field {name!r}: expected title: or text: (or quote the term)",
+                    tok.pos,
+                )
+            self.index += 1
+            nxt = self.peek()
+            if nxt is not None and nxt.kind == "field":
+                raise self.error(f"expected a term after {tok.text}, found a field", nxt.pos)
+            return _with_field(self.primary(), name)
+        if tok.kind == "lparen":
+            return self.group(tok, "')'")
+        if tok.kind == "sent":
+            self.index += 1
+            paren = self.peek()
+            assert paren is not None and paren.kind == "lparen"  # the lexer's lookahead
+            return Sent(self.group(paren, "')' to close SENT("))
+        if tok.kind == "phrase":
+            self.index += 1
+            body = tok.text.removesuffix("*")[1:-1]
+            prefix = tok.text.endswith("*") or body.endswith("*")
+            return self.term(tok, body.removesuffix("*"), prefix, phrase=True)
+        if tok.kind == "word":
+            self.index += 1
+            return self.term(tok, tok.text.rstrip("*"), tok.text.endswith("*"), phrase=False)
+        if tok.kind == "alias":
+            self.index += 1
+            return self.context.alias(tok.text[1:], self, tok.pos)
+        expected = "expected a term, a phrase, an @alias or '('"
+        hint = ""
+        if tok.kind == "rparen" and self.index and self.toks[self.index - 1].kind == "lparen":
+            hint = " (the parentheses are empty)"
+        elif tok.kind == "op" and tok.text == "NOT":
+            hint = " (NOT cannot stand right after NEAR/n; NEAR needs terms on both sides)"
+        raise self.error(f"{expected}, found {_describe(tok)}{hint}", tok.pos)
+
+    def group(self, open_tok: _Tok, closer: str) -> Node:
+        self.index += 1
+        self.enter(open_tok.pos)
+        node = self.or_expr()
+        self.depth -= 1
+        tok = self.peek()
+        if tok is None or tok.kind != "rparen":
+            pos = tok.pos if tok else self.end_pos()
+            raise self.error(
+                f"expected {closer} for the '(' at position {open_tok.pos}, found {_describe(tok)}",
+                pos,
+            )
+        self.index += 1
+        return node
+
+    def term(self, tok: _Tok, body: str, prefix: bool, *, phrase: bool) -> Term:
+        if "*" in body:
+            offset = body.index("*") + (1 if phrase else 0)
+            raise self.error(
+                "a wildcard '*' may only end a word (like cooperat*)", tok.pos + offset
+            )
+        tokens = tuple(word_tokens(fold(body)))
+        if not tokens:
+            what = "an empty phrase" if phrase else f"{tok.text!r}, which has no letters or digits"
+            raise self.error(f"expected a term with letters or digits, found {what}", tok.pos)
+        if prefix and len(tokens[-1]) < MIN_PREFIX and not is_cjk(tokens[-1]):
+            raise self.error(
+                f"a wildcard needs at least {MIN_PREFIX} letters before '*' "
+                "(it would match too much)",
+                tok.pos,
+            )
+        return Term(tokens, prefix, None, tok.text)
+
+
+class _Context:
+    """Alias definitions shared by the parsers of one query: parsed once, cycles refused."""
+
+    def __init__(self, aliases: Mapping[str, str], commitment_id: str | None) -> None:
+        self.aliases = aliases
+        self.commitment_id = commitment_id
+        self.parsed: dict[str, Node] = {}
+        self.active: list[str] = []
+        self.used: set[str] = set()
+
+    def alias(self, name: str, parser: _Parser, pos: int) -> Node:
+        if name not in self.aliases:
+            known = ", ".join("@" + n for n in sorted(self.aliases)) or "none are defined"
+            label = f"unknown alias @{name}" if name else "expected an alias name after '@'"
+            raise parser.error(f"{label} (known: {known})", pos)
+        if name in self.active:
+            cycle = " -> ".join("@" + n for n in [*self.active, name])
+            raise parser.error(f"alias @{name} refers to itself: {cycle}", pos)
+        self.used.add(name)
+        if name not in self.parsed:
+            self.active.append(name)
+            sub = _Parser(self.aliases[name], self, f"in alias @{name}: ")
+            sub.depth = parser.depth
+            self.parsed[name] = sub.parse()
+            self.active.pop()
+        return self.parsed[name]
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A parsed query: its tree and the alias names it used (directly or through others)."""
+
+    root: Node
+    aliases_used: frozenset[str]
+
+
+def parse_query(
+    text: str, aliases: Mapping[str, str] | None = None, *, commitment_id: str | None = None
+) -> ParsedQuery:
+    """Parse ``text`` or raise :class:`QuerySyntaxError` naming the commitment and position."""
+    context = _Context(aliases or {}, commitment_id)
+    root = _Parser(text, context, "").parse()
+    return ParsedQuery(root, frozenset(context.used))
