@@ -1,0 +1,675 @@
+"""Fetching: polite, bounded and robust HTTP GETs for the pipeline.
+
+One :class:`Fetcher` holds one ``httpx.AsyncClient`` for a whole run, and every
+request goes through the same gates, in this order:
+
+1. the URL's scheme must be http or https;
+2. robots.txt of its origin (cached for ``robots_ttl``) must allow it, unless the
+   source turns robots off (for sites the user owns);
+3. a per-host slot (``per_host`` in flight, ``min_delay`` between two starts, or the
+   site's ``Crawl-delay`` if longer), then a global slot (``concurrency``); the host
+   slot is taken first so a request waiting for a busy host never holds a global
+   slot that another host could use;
+4. the connection goes only to addresses that are allowed: the check runs on the
+   resolved address inside the connection pool, at every connection and so at every
+   redirect hop, which also defeats DNS rebinding (no gap between check and connect);
+5. redirects are followed by hand, hop by hop, each hop through gates 1-4, up to
+   ``max_redirects``, with loops detected;
+6. the body is streamed and decompressed by us with a bounded output per step, so a
+   gzip bomb is stopped after ``max_body_mb`` of output, not after it filled memory.
+
+Failures are :mod:`monitor.errors` types whose ``reason`` is plain words for the
+``monitor sources`` table: "timed out after 20 s", "HTTP 403", "disallowed by robots.txt".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import random
+import socket
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpcore
+import httpx
+from protego import Protego
+
+from monitor.config import FetchConfig
+from monitor.errors import (
+    BlockedAddressError,
+    FetchError,
+    PermanentFetchError,
+    RobotsDisallowedError,
+    TransientFetchError,
+)
+from monitor.fetch_charset import decode_body
+
+__all__ = ["Fetcher", "Response", "next_attempt_delay", "parse_retry_after"]
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+# Never wait longer than this for one host's Crawl-delay: a typo there should slow us, not stop us.
+MAX_CRAWL_DELAY = 60.0
+# A Retry-After of years would silence a source for good; a week is the most we obey.
+MAX_RETRY_AFTER = 7 * 86400.0
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
+ROBOTS_RETRY_S = 300.0  # how long an unreachable robots.txt is remembered before trying again
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    """A fetched page, after redirects; ``content`` is decompressed, ``text`` decoded."""
+
+    url: str
+    final_url: str
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    text: str
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool
+    elapsed_ms: int
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait per a Retry-After header (seconds or HTTP date); None if absent/bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    current = now if now is not None else time.time()
+    return min(max(0.0, moment.timestamp() - current), MAX_RETRY_AFTER)
+
+
+def next_attempt_delay(
+    consecutive_failures: int,
+    interval_s: float,
+    *,
+    retry_after: float | None,
+    max_backoff: float,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds until a source should be fetched again.
+
+    No failures: its interval. After ``n`` failures: ``interval * 2**(n-1)`` capped at
+    ``max_backoff``, with "equal jitter" (a uniform draw in the upper half), so sources
+    that failed together (one outage) do not all retry in the same second. A server's
+    Retry-After is a floor: we never come back sooner than it asked (up to a week),
+    even when that is longer than ``max_backoff``.
+    """
+    if consecutive_failures <= 0:
+        delay = interval_s
+    else:
+        rng = rng or random.Random()
+        exponent = min(consecutive_failures - 1, 40)
+        ceiling = min(max_backoff, interval_s * (2**exponent))
+        delay = rng.uniform(ceiling / 2, ceiling)
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
+
+
+# -- the private-network guard -----------------------------------------------------------
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address_is_public(address: IPAddress) -> bool:
+    """True for addresses on the public internet (not loopback/private/link-local/reserved)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+@dataclass
+class _AddressPolicy:
+    allow_private: bool
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def allows(self, address: IPAddress) -> bool:
+        if self.allow_private or address_is_public(address):
+            return True
+        return any(address in network for network in self.allowed_networks)
+
+    def check(self, host: str, addresses: list[str]) -> None:
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            if not self.allows(address):
+                shown = host if host == text else f"{host} ({text})"
+                raise BlockedAddressError(
+                    f"refused to connect to non-public address {shown}"
+                    " (set fetch.allow_private_networks to allow)",
+                )
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve, check every address, then connect to a checked address (no TOCTOU gap)."""
+
+    def __init__(self, policy: _AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await _resolve(host, port)
+        self._policy.check(host, addresses)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddressError("unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """All addresses of a host (IP literals resolve to themselves), in resolver order."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise httpcore.ConnectError(f"host name not found: {host}") from exc
+    seen: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+def _guarded_transport(settings: FetchConfig, policy: _AddressPolicy) -> httpx.AsyncHTTPTransport:
+    limits = httpx.Limits(
+        max_connections=settings.concurrency * 2,
+        max_keepalive_connections=settings.concurrency * 2,
+        keepalive_expiry=30.0,
+    )
+    transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, trust_env=False)
+    # httpx has no public hook for the network backend; the pool it built already holds
+    # the SSL context it chose, so we rebuild the pool around our guarded backend.
+    ssl_context = transport._pool._ssl_context  # type: ignore[attr-defined]
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+        retries=0,
+        network_backend=_GuardedBackend(policy),
+    )
+    return transport
+
+
+# -- decompression with a bounded output --------------------------------------------------
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Decoder:
+    """Undo Content-Encoding (gzip, deflate, identity) without ever inflating past ``limit``."""
+
+    def __init__(self, encodings: list[str], limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._stages: list[Any] = []
+        for name in reversed(encodings):  # the last encoding applied is undone first
+            if name in ("", "identity"):
+                continue
+            if name in ("gzip", "x-gzip"):
+                self._stages.append(zlib.decompressobj(zlib.MAX_WBITS | 16))
+            elif name == "deflate":
+                self._stages.append("deflate")  # zlib-wrapped or raw: decided on first bytes
+            else:
+                raise PermanentFetchError(f"unsupported content encoding {name!r}")
+
+    def _stage(self, index: int, data: bytes) -> Any:
+        stage = self._stages[index]
+        if stage == "deflate":
+            stage = zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
+            self._stages[index] = stage
+        return stage
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        chunks = [data]
+        for index in range(len(self._stages)):
+            out: list[bytes] = []
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                stage = self._stage(index, chunk)
+                pending = chunk
+                while pending:
+                    room = self.limit - self.total + 1
+                    piece = stage.decompress(pending, max(room, 1))
+                    out.append(piece)
+                    if index == len(self._stages) - 1:
+                        self.total += len(piece)
+                        if self.total > self.limit:
+                            raise _BodyTooLarge
+                    pending = stage.unconsumed_tail
+            chunks = out
+        joined = b"".join(chunks)
+        if not self._stages:
+            self.total += len(joined)
+            if self.total > self.limit:
+                raise _BodyTooLarge
+        return joined
+
+    def flush(self) -> bytes:
+        if not self._stages:
+            return b""
+        tail = b""
+        for index, stage in enumerate(self._stages):
+            if isinstance(stage, str):
+                continue
+            data = (stage.decompress(tail) if tail else b"") + stage.flush()
+            tail = data
+            if index == len(self._stages) - 1:
+                self.total += len(data)
+                if self.total > self.limit:
+                    raise _BodyTooLarge
+        return tail
+
+
+# -- per-host politeness ------------------------------------------------------------------
+
+
+@dataclass
+class _HostState:
+    slots: asyncio.Semaphore
+    gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_start: float = float("-inf")
+    delay: float = 0.0
+
+
+@dataclass
+class _RobotsEntry:
+    parser: Protego | None  # None: allow everything (no robots.txt, or 4xx)
+    expires: float
+    error: str | None = None  # robots.txt could not be read: retry the source later
+
+
+def host_key(url: str) -> str:
+    """What "one host" means for politeness: scheme, host name and port."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+class Fetcher:
+    """One polite HTTP client for a run; use as ``async with Fetcher(settings) as f``."""
+
+    def __init__(
+        self, settings: FetchConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        networks = tuple(
+            ipaddress.ip_network(n, strict=False) for n in getattr(settings, "allowed_networks", ())
+        )
+        self._policy = _AddressPolicy(settings.allow_private_networks, networks)
+        self._custom_transport = transport is not None
+        self._client = httpx.AsyncClient(
+            transport=transport or _guarded_transport(settings, self._policy),
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.read_timeout,
+                pool=settings.total_timeout,
+            ),
+            follow_redirects=False,
+            trust_env=False,
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept-Encoding": "gzip, deflate",
+                "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9,"
+                " text/xml;q=0.9, text/html;q=0.8, */*;q=0.5",
+            },
+        )
+        self._global = asyncio.Semaphore(settings.concurrency)
+        self._hosts: dict[str, _HostState] = {}
+        self._robots: dict[str, _RobotsEntry] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+        self._limit = int(settings.max_body_mb * 1024 * 1024)
+        self.robots_agent = settings.user_agent.split("/", 1)[0].strip() or "*"
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- public ---------------------------------------------------------------------
+
+    async def get(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        respect_robots: bool | None = None,
+    ) -> Response:
+        """GET ``url`` through every gate; raises FetchError subclasses with plain reasons.
+
+        ``etag``/``last_modified`` are the validators stored for ``url``; when the server
+        says 304 the result has ``not_modified=True`` and no body.
+        """
+        obey_robots = self.settings.respect_robots if respect_robots is None else respect_robots
+        started = time.monotonic()
+        try:
+            return await self._get(url, etag, last_modified, obey_robots, started)
+        except FetchError as exc:
+            if exc.url is None:
+                exc.url = url
+            raise
+
+    # -- internals --------------------------------------------------------------------
+
+    async def _get(
+        self,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+        obey_robots: bool,
+        started: float,
+        *,
+        limit: int | None = None,
+    ) -> Response:
+        current = url
+        visited = {url}
+        for hop in range(self.settings.max_redirects + 1):
+            self._check_scheme(current)
+            if obey_robots:
+                await self._check_robots(current)
+            headers: dict[str, str] = {}
+            if hop == 0:
+                if etag:
+                    headers["If-None-Match"] = etag
+                if last_modified:
+                    headers["If-Modified-Since"] = last_modified
+            status, response_headers, content = await self._request(current, headers, limit)
+            if status in REDIRECT_STATUSES:
+                location = response_headers.get("location")
+                if not location:
+                    raise PermanentFetchError(f"HTTP {status} redirect without a Location")
+                target = urljoin(current, location.strip())
+                if target in visited:
+                    raise PermanentFetchError("redirect loop", status=status)
+                visited.add(target)
+                current = target
+                continue
+            return self._finish(url, current, status, response_headers, content, started)
+        raise PermanentFetchError(
+            f"too many redirects (more than {self.settings.max_redirects})", status=status
+        )
+
+    def _finish(
+        self,
+        url: str,
+        final_url: str,
+        status: int,
+        headers: httpx.Headers,
+        content: bytes,
+        started: float,
+    ) -> Response:
+        elapsed = int((time.monotonic() - started) * 1000)
+        if status == 304:
+            return Response(
+                url=url,
+                final_url=final_url,
+                status=304,
+                headers=headers,
+                content=b"",
+                text="",
+                etag=headers.get("etag"),
+                last_modified=headers.get("last-modified"),
+                not_modified=True,
+                elapsed_ms=elapsed,
+            )
+        if status in (429, 503) or status >= 500 or status == 408:
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            reason = f"HTTP {status}"
+            if retry_after is not None and status in (429, 503):
+                reason += f", asked to wait {_seconds(retry_after)}"
+            raise TransientFetchError(
+                reason,
+                status=status,
+                retry_after=retry_after if status in (429, 503) else None,
+            )
+        if status >= 400:
+            raise PermanentFetchError(f"HTTP {status}", status=status)
+        if not 200 <= status < 300:
+            raise PermanentFetchError(f"unexpected HTTP {status}", status=status)
+        text, _codec = decode_body(content, headers.get("content-type"))
+        return Response(
+            url=url,
+            final_url=final_url,
+            status=status,
+            headers=headers,
+            content=content,
+            text=text,
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
+            not_modified=False,
+            elapsed_ms=elapsed,
+        )
+
+    def _check_scheme(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise PermanentFetchError(f"unsupported URL scheme {parts.scheme or '(none)'!r}")
+        if not parts.hostname:
+            raise PermanentFetchError("URL has no host name")
+
+    async def _check_robots(self, url: str) -> None:
+        entry = await self._robots_for(url)
+        if entry.error is not None:
+            raise TransientFetchError(f"robots.txt unavailable ({entry.error})")
+        if entry.parser is not None and not entry.parser.can_fetch(url, self.robots_agent):
+            raise RobotsDisallowedError("disallowed by robots.txt")
+
+    async def _robots_for(self, url: str) -> _RobotsEntry:
+        key = host_key(url)
+        lock = self._robots_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one robots.txt fetch per host, however many requests wait on it
+            entry = self._robots.get(key)
+            if entry is not None and entry.expires > time.monotonic():
+                return entry
+            entry = await self._fetch_robots(url)
+            self._robots[key] = entry
+            if entry.parser is not None:
+                crawl_delay = entry.parser.crawl_delay(self.robots_agent)
+                if crawl_delay:
+                    self._host(key).delay = min(float(crawl_delay), MAX_CRAWL_DELAY)
+            return entry
+
+    async def _fetch_robots(self, url: str) -> _RobotsEntry:
+        parts = urlsplit(url)
+        robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
+        now = time.monotonic()
+        try:
+            response = await self._get(robots_url, None, None, False, now, limit=ROBOTS_MAX_BYTES)
+        except TransientFetchError as exc:
+            # RFC 9309: unreachable robots.txt means "assume disallowed" -- for a while.
+            return _RobotsEntry(None, now + ROBOTS_RETRY_S, error=exc.reason)
+        except BlockedAddressError:
+            raise
+        except PermanentFetchError:
+            # 4xx (and oversize, odd redirects): RFC 9309 says the crawler may access anything.
+            return _RobotsEntry(None, now + self.settings.robots_ttl)
+        return _RobotsEntry(Protego.parse(response.text), now + self.settings.robots_ttl)
+
+    def _host(self, key: str) -> _HostState:
+        state = self._hosts.get(key)
+        if state is None:
+            state = _HostState(asyncio.Semaphore(self.settings.per_host))
+            state.delay = self.settings.min_delay
+            self._hosts[key] = state
+        return state
+
+    async def _request(
+        self, url: str, headers: dict[str, str], limit: int | None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """One hop: take the host's and the global slot, send, stream the body."""
+        host = self._host(host_key(url))
+        async with host.slots:
+            async with host.gate:
+                wait = (
+                    host.last_start + max(host.delay, self.settings.min_delay) - (time.monotonic())
+                )
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._global.acquire()
+                host.last_start = time.monotonic()
+            try:
+                return await self._send(url, headers, limit or self._limit)
+            finally:
+                self._global.release()
+
+    async def _send(
+        self, url: str, headers: dict[str, str], limit: int
+    ) -> tuple[int, httpx.Headers, bytes]:
+        settings = self.settings
+        if self._custom_transport:
+            # Our guarded pool is bypassed; check the resolved address here instead.
+            parts = urlsplit(url)
+            try:
+                addresses = await _resolve(parts.hostname or "", parts.port or 80)
+            except httpcore.ConnectError as exc:
+                raise TransientFetchError(str(exc)) from exc
+            self._policy.check(parts.hostname or "", addresses)
+        try:
+            async with asyncio.timeout(settings.total_timeout):
+                request = self._client.build_request("GET", url, headers=headers)
+                response = await self._client.send(request, stream=True)
+                try:
+                    status = response.status_code
+                    if status in REDIRECT_STATUSES or status == 304 or status >= 400:
+                        return status, response.headers, b""
+                    length = response.headers.get("content-length", "")
+                    encodings = [
+                        e.strip().lower()
+                        for e in response.headers.get("content-encoding", "").split(",")
+                        if e.strip()
+                    ]
+                    if length.isdigit() and not encodings and int(length) > limit:
+                        raise _BodyTooLarge
+                    decoder = _Decoder(encodings, limit)
+                    parts_out: list[bytes] = []
+                    async for chunk in response.aiter_raw(_CHUNK):
+                        parts_out.append(decoder.feed(chunk))
+                    parts_out.append(decoder.flush())
+                    return status, response.headers, b"".join(parts_out)
+                finally:
+                    await response.aclose()
+        except _BodyTooLarge:
+            raise PermanentFetchError(
+                f"body larger than {_mib(limit)} (after decompression)"
+            ) from None
+        except TimeoutError:
+            raise TransientFetchError(
+                f"took longer than {_seconds(settings.total_timeout)} in total"
+            ) from None
+        except zlib.error as exc:
+            raise TransientFetchError(f"corrupt compressed body ({exc})") from None
+        except httpx.ConnectTimeout:
+            raise TransientFetchError(
+                f"timed out connecting after {_seconds(settings.connect_timeout)}"
+            ) from None
+        except httpx.TimeoutException:
+            raise TransientFetchError(
+                f"timed out after {_seconds(settings.read_timeout)} waiting for data"
+            ) from None
+        except httpx.RemoteProtocolError as exc:
+            message = str(exc)
+            if "complete message body" in message or "incomplete" in message.lower():
+                reason = "connection closed before the whole body arrived"
+            elif "without sending" in message or "disconnected" in message:
+                reason = "server closed the connection without answering"
+            else:
+                reason = f"HTTP protocol error: {message}"
+            raise TransientFetchError(reason) from None
+        except httpx.ConnectError as exc:
+            raise TransientFetchError(_connect_reason(exc)) from None
+        except httpx.ReadError as exc:
+            raise TransientFetchError(_read_reason(exc)) from None
+        except httpx.TransportError as exc:
+            raise TransientFetchError(f"network error: {exc or type(exc).__name__}") from None
+
+
+def _connect_reason(exc: Exception) -> str:
+    message = str(exc)
+    lowered = message.lower()
+    if "host name not found" in lowered:
+        return message
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return "host name not found"
+    if "refused" in lowered:
+        return "connection refused"
+    if "certificate" in lowered or "ssl" in lowered:
+        return f"TLS problem: {message}"
+    return f"could not connect: {message or type(exc).__name__}"
+
+
+def _read_reason(exc: Exception) -> str:
+    message = str(exc).lower()
+    if "reset" in message or "errno 104" in message:
+        return "connection reset by the server"
+    return f"connection broke while reading: {exc or type(exc).__name__}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _mib(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g} MiB"
