@@ -300,10 +300,29 @@ class Config(BaseModel):
 
     @property
     def database_path(self) -> Path:
-        """The store's path: --db / MONITOR_DB first, else general.database beside the config."""
+        """The store's path: --db / MONITOR_DB first, else general.database.
+
+        A relative path is taken beside the config directory, except for the shipped
+        defaults, whose directory belongs to the installation: their store goes to
+        ``$XDG_DATA_HOME/ipr-monitor`` (``~/.local/share/ipr-monitor``).
+        """
         raw = self.database_override or os.environ.get(ENV_DB) or self.general.database
         path = Path(raw).expanduser()
-        return path if path.is_absolute() else (self.directory / path)
+        if path.is_absolute() or self.database_override or os.environ.get(ENV_DB):
+            return path.resolve()
+        return self.data_directory / path
+
+    @property
+    def data_directory(self) -> Path:
+        """Where relative store and outbox paths live (see ``database_path``)."""
+        try:
+            shipped = default_config_dir().resolve() == self.directory
+        except ConfigError:
+            shipped = False
+        if shipped:
+            xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+            return Path(xdg) / "ipr-monitor"
+        return self.directory
 
     @property
     def outbox_path(self) -> Path:

@@ -1,0 +1,378 @@
+"""The orchestrator: one cycle of ipr-monitor, stage by stage.
+
+For each source that is due: fetch its feed or listing page, discover the items,
+fetch the article pages not stored yet, extract their text, fold copies of one
+story together, match each new story against every commitment, and store it all.
+Then build and deliver the digests that are due.
+
+Each article is stored in one transaction (article, story, band keys, hits and the
+"item seen" mark together), so a crash never leaves half an article behind, and an
+item whose page failed is not marked seen and is tried again next cycle.
+One source failing never stops the others: its error is recorded on it, it backs
+off, and the cycle goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from monitor.clock import iso, now, now_iso
+from monitor.config import Config, SourceConfig
+from monitor.dedupe import Deduper, canonical_url, content_hash
+from monitor.discover import Item, discover
+from monitor.errors import FetchError, RobotsDisallowedError
+from monitor.extract import Article, extract
+from monitor.fetch import Fetcher, Response, next_attempt_delay
+from monitor.match import Hit, Matcher, compile_matcher
+from monitor.store import NewArticle, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceReport:
+    """What one source's run did, for people (CLI output) and tests."""
+
+    name: str
+    outcome: str = "ok"  # ok | not_modified | error | disallowed
+    error: str | None = None
+    items: int = 0
+    new_articles: int = 0
+    duplicates: int = 0
+    failed_pages: int = 0
+    hits: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class CycleReport:
+    """The whole cycle: one report per source, plus totals."""
+
+    sources: list[SourceReport] = field(default_factory=list)
+
+    @property
+    def articles_stored(self) -> int:
+        return sum(s.new_articles for s in self.sources)
+
+    @property
+    def duplicates_merged(self) -> int:
+        return sum(s.duplicates for s in self.sources)
+
+    @property
+    def hits(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for source in self.sources:
+            total.update(source.hits)
+        return total
+
+    @property
+    def failed(self) -> list[SourceReport]:
+        return [s for s in self.sources if s.outcome in {"error", "disallowed"}]
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """The outcome of storing one page."""
+
+    article_id: int
+    story_id: int
+    duplicate: bool
+    hits: tuple[Hit, ...]
+
+
+ProgressHook = Callable[[str], None]
+
+
+class Pipeline:
+    """Runs cycles against one store with one compiled matcher.
+
+    Build it once per process (compiling the matcher is the expensive part) and
+    call :meth:`run_cycle` as often as the scheduler says.
+    """
+
+    def __init__(self, config: Config, store: Store, *, matcher: Matcher | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.matcher = matcher or compile_matcher(config.commitments, config.aliases)
+        self.deduper = Deduper(
+            store,
+            official_domains=config.dedupe.official_domains,
+            threshold=config.dedupe.threshold,
+        )
+        self.sources = {source.name: source for source in config.sources}
+        store.sync_sources(config.sources)
+        store.sync_commitments(config.commitments, dict(self.matcher.query_versions))
+
+    # -- the cycle ---------------------------------------------------------------------
+
+    async def run_cycle(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        force: bool = False,
+        on_source_done: ProgressHook | None = None,
+    ) -> CycleReport:
+        """Fetch and ingest the due sources (or ``names``; ``force`` ignores next_fetch_at)."""
+        if names is None:
+            names = (
+                [s.name for s in self.config.sources if s.enabled]
+                if force
+                else self.store.due_source_names(now_iso())
+            )
+        chosen = [self.sources[name] for name in names if name in self.sources]
+        report = CycleReport()
+        async with Fetcher(self.config.fetch) as fetcher:
+
+            async def one(source: SourceConfig) -> SourceReport:
+                result = await self.run_source(source, fetcher)
+                if on_source_done:
+                    on_source_done(source.name)
+                return result
+
+            report.sources = list(await asyncio.gather(*(one(s) for s in chosen)))
+        return report
+
+    async def run_source(self, source: SourceConfig, fetcher: Fetcher) -> SourceReport:
+        """One source: listing → items → new pages → stored articles; never raises FetchError."""
+        report = SourceReport(source.name)
+        source_id = self.store.source_id(source.name)
+        assert source_id is not None, "sync_sources() runs in __init__"
+        started = now()
+        etag, last_modified = self.store.http_validators(source.url)
+        try:
+            response = await fetcher.get(
+                source.url,
+                etag=etag,
+                last_modified=last_modified,
+                respect_robots=source.respect_robots,
+            )
+            items = [] if response.not_modified else discover(source, response)
+        except FetchError as exc:
+            self._source_failed(source, source_id, exc, started, report)
+            return report
+        self.store.save_http_validators(
+            source.url, response.etag, response.last_modified, response.status
+        )
+        if response.not_modified:
+            report.outcome = "not_modified"
+        else:
+            report.items = len(items)
+            await self._ingest_items(source, source_id, items, fetcher, report)
+        self._source_succeeded(source, source_id, response, started, report)
+        return report
+
+    async def _ingest_items(
+        self,
+        source: SourceConfig,
+        source_id: int,
+        items: list[Item],
+        fetcher: Fetcher,
+        report: SourceReport,
+    ) -> None:
+        unseen_keys = self.store.unseen_item_keys(source_id, [item.key for item in items])
+        fresh = [item for item in items if item.key in unseen_keys]
+        linked = [item for item in fresh if item.url]
+        known = self.store.known_urls(
+            [u for item in linked for u in (item.url, canonical_url(item.url or ""))]
+        )
+        for item in fresh:
+            if item.url and (item.url in known or canonical_url(item.url) in known):
+                self.store.mark_item_seen(source_id, item.key, item.url)
+        todo = [i for i in linked if i.url not in known and canonical_url(i.url or "") not in known]
+        cap = source.max_new_articles or self.config.fetch.max_new_articles
+        todo = todo[:cap]
+        for item in fresh:
+            if not item.url:
+                self._ingest_linkless(source_id, item, report)
+
+        async def page(item: Item) -> None:
+            assert item.url is not None
+            try:
+                response = await fetcher.get(item.url, respect_robots=source.respect_robots)
+            except FetchError as exc:
+                report.failed_pages += 1
+                self.store.record_fetch(
+                    source_id=source_id,
+                    url=item.url,
+                    started_at=now_iso(),
+                    duration_ms=None,
+                    status=exc.status,
+                    outcome="disallowed" if isinstance(exc, RobotsDisallowedError) else "error",
+                    error=exc.reason,
+                )
+                log.warning("%s: article %s: %s", source.name, item.url, exc.reason)
+                return
+            ingested = self.ingest_page(source_id, item, response)
+            if ingested is not None:
+                report.new_articles += 1
+                report.duplicates += int(ingested.duplicate)
+                report.hits.update(hit.commitment_id for hit in ingested.hits)
+
+        await asyncio.gather(*(page(item) for item in todo))
+
+    def ingest_page(self, source_id: int, item: Item, response: Response) -> Ingested | None:
+        """Extract, store, dedupe and match one fetched page, all in one transaction."""
+        article = extract(response.content or response.text, response.final_url)
+        declared = article.canonical_url
+        url = item.url or response.final_url
+        return self._store_article(
+            source_id,
+            item,
+            url=url,
+            canonical=canonical_url(response.final_url, declared),
+            article=article,
+        )
+
+    def _ingest_linkless(self, source_id: int, item: Item, report: SourceReport) -> None:
+        """Feed items without a link are kept with their summary as the text."""
+        digest = hashlib.sha1(item.key.encode()).hexdigest()[:16]
+        url = f"urn:ipr-monitor:item:{source_id}:{digest}"
+        article = Article(
+            title=item.title or "",
+            text=item.summary or "",
+            published=item.published,
+            authors=[],
+            language=None,
+            canonical_url=None,
+            description=item.summary,
+            reason=None if item.summary else "feed item without link or summary",
+        )
+        ingested = self._store_article(source_id, item, url=url, canonical=url, article=article)
+        if ingested is not None:
+            report.new_articles += 1
+            report.hits.update(hit.commitment_id for hit in ingested.hits)
+
+    def _store_article(
+        self, source_id: int, item: Item, *, url: str, canonical: str, article: Article
+    ) -> Ingested | None:
+        title = article.title or item.title or ""
+        text = article.text
+        published = article.published or item.published
+        with self.store.transaction():
+            if self.store.article_id_for_url(url) is not None:
+                self.store.mark_item_seen(source_id, item.key, url)
+                return None
+            article_id = self.store.insert_article(
+                NewArticle(
+                    url=url,
+                    canonical_url=canonical,
+                    source_id=source_id,
+                    title=title,
+                    text=text,
+                    description=article.description,
+                    authors=article.authors,
+                    language=article.language,
+                    published=iso(published),
+                    content_hash=content_hash(text) if text else None,
+                    extraction_note=article.reason,
+                )
+            )
+            assignment = self.deduper.assign(article_id)
+            hits: tuple[Hit, ...] = ()
+            if assignment.is_new_story and (title or text):
+                hits = tuple(self.matcher.match(title, text))
+                for hit in hits:
+                    self.store.save_hit(
+                        story_id=assignment.story_id,
+                        article_id=article_id,
+                        commitment_id=hit.commitment_id,
+                        score=hit.score,
+                        evidence=[
+                            {"text": e.text, "spans": [list(s) for s in e.spans], "field": e.field}
+                            for e in hit.evidence
+                        ],
+                        query_version=hit.query_version,
+                    )
+            self.store.mark_item_seen(source_id, item.key, url)
+            self.store.update_source(source_id, last_new_item_at=now_iso())
+        return Ingested(article_id, assignment.story_id, not assignment.is_new_story, hits)
+
+    # -- source state ------------------------------------------------------------------
+
+    def _source_succeeded(
+        self,
+        source: SourceConfig,
+        source_id: int,
+        response: Response,
+        started: datetime,
+        report: SourceReport,
+    ) -> None:
+        finished = now()
+        row = self.store.source_row(source.name)
+        interval = self.config.source_interval(source)
+        with self.store.transaction():
+            self.store.record_fetch(
+                source_id=source_id,
+                url=source.url,
+                started_at=iso(started) or "",
+                duration_ms=int((finished - started).total_seconds() * 1000),
+                status=response.status,
+                outcome=report.outcome,
+                size=len(response.content),
+                items=report.items,
+                new_articles=report.new_articles,
+            )
+            self.store.update_source(
+                source_id,
+                last_fetch_at=iso(finished),
+                last_success_at=iso(finished),
+                failing_since=None,
+                consecutive_failures=0,
+                items_seen=(row["items_seen"] if row else 0) + report.new_articles,
+                next_fetch_at=iso(finished + interval),
+            )
+
+    def _source_failed(
+        self,
+        source: SourceConfig,
+        source_id: int,
+        exc: FetchError,
+        started: datetime,
+        report: SourceReport,
+    ) -> None:
+        finished = now()
+        row = self.store.source_row(source.name)
+        failures = (row["consecutive_failures"] if row else 0) + 1
+        interval = self.config.source_interval(source)
+        delay = next_attempt_delay(
+            failures,
+            interval.total_seconds(),
+            retry_after=getattr(exc, "retry_after", None),
+            max_backoff=self.config.fetch.max_backoff,
+        )
+        report.outcome = "disallowed" if isinstance(exc, RobotsDisallowedError) else "error"
+        report.error = exc.reason
+        with self.store.transaction():
+            self.store.record_fetch(
+                source_id=source_id,
+                url=source.url,
+                started_at=iso(started) or "",
+                duration_ms=int((finished - started).total_seconds() * 1000),
+                status=exc.status,
+                outcome=report.outcome,
+                error=exc.reason,
+            )
+            self.store.update_source(
+                source_id,
+                last_fetch_at=iso(finished),
+                last_error=exc.reason,
+                last_error_at=iso(finished),
+                failing_since=(row["failing_since"] if row and row["failing_since"] else None)
+                or iso(finished),
+                consecutive_failures=failures,
+                next_fetch_at=iso(finished + timedelta(seconds=delay)),
+            )
+        log.warning(
+            "%s: %s (failure %d, next try in %.0f s)", source.name, exc.reason, failures, delay
+        )
+
+
+def host_of(url: str) -> str:
+    """The host part of a URL, lower-cased (used for per-host grouping in reports)."""
+    return (urlsplit(url).hostname or "").lower()
