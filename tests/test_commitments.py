@@ -1,0 +1,162 @@
+"""The shipped commitments: ids, queries that compile, and the hits the demo depends on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.match import compile_matcher
+from monitor.query import parse_query
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+SHARED = ROOT.parent / "shared"
+SHARED_COMMITMENTS = SHARED / "data" / "commitments" / "commitments.json"
+SEED = SHARED / "seed" / "000_916e87ab66fa5f5a.txt"
+FIXTURES = ROOT / "fixtures" / "match_quality"
+
+# The paragraphs of the seed article that carry the two commitments, reworded.
+SEED_LIKE_TITLE = "China plans to improve international collaboration in the field of IPR"
+SEED_LIKE_TEXT = """
+During the 14th five-year plan period, China will open its intellectual property rights (IPR)
+sector wider to improve international IPR collaboration, the IPR authorities said.
+
+China will actively participate in global IPR governance and support multilateral and bilateral
+intellectual property negotiations linked to trade. It will expand its cooperation and
+consultation with the World Intellectual Property Organization (WIPO).
+
+China will strengthen IPR collaboration with countries along the Belt and Road and help
+developing countries improve their IP capability.
+"""
+
+HARD_NEGATIVES = {
+    "US trade-secret verdict, no China": (
+        "Jury awards $120 million in trade secret case",
+        "A federal jury found that a Minnesota company misappropriated trade secrets of a "
+        "California rival. The judge had denied a preliminary injunction. The defendant argued "
+        "the information was generally known and will appeal under the Defend Trade Secrets Act.",
+    ),
+    "Belt and Road railway, no IP": (
+        "China-Laos railway opens as flagship Belt and Road project",
+        "The railway was built through cooperation between Chinese state companies and the "
+        "Laotian government under the Belt and Road Initiative. Partners trained 600 local staff.",
+    ),
+    "Chinese sports club files trademarks": (
+        "CBA club files new trademarks ahead of rebrand",
+        "Guangdong Southern Tigers filed applications with CNIPA to register 40 trademarks for "
+        "its new logo on clothing and drinks, hoping to earn more from licensing in China.",
+    ),
+    "Phase One farm purchases": (
+        "China falls short of Phase One purchase commitments",
+        "China bought 58 percent of the US goods it committed to buy under the Phase One trade "
+        "deal. Officials pledged to protect intellectual property and buy more soybeans.",
+    ),
+    "Hague tribunal, not the Hague design system": (
+        "Hague tribunal rules against China in South China Sea case",
+        "An international tribunal in The Hague ruled that China's claims lack legal basis, and "
+        "that islands designed by Chinese engineers harmed coral reefs.",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(CONFIG_DIR)
+
+
+@pytest.fixture(scope="module")
+def matcher(config):
+    return compile_matcher(config.commitments, config.aliases)
+
+
+def hit_ids(matcher, title: str, text: str) -> set[str]:
+    return {hit.commitment_id for hit in matcher.match(title, text)}
+
+
+def test_there_are_43_commitments_with_unique_ids(config):
+    ids = [c.id for c in config.commitments]
+    assert len(ids) == 43
+    assert len(set(ids)) == 43
+
+
+@pytest.mark.skipif(not SHARED_COMMITMENTS.exists(), reason="../shared is not present")
+def test_ids_are_the_shared_data_ids_in_order(config):
+    shared = [entry["id"] for entry in json.loads(SHARED_COMMITMENTS.read_text("utf-8"))]
+    assert [c.id for c in config.commitments] == shared
+
+
+def test_every_commitment_is_documented_and_tagged(config):
+    for commitment in config.commitments:
+        assert commitment.description, commitment.id
+        assert commitment.source and commitment.article, commitment.id
+        assert commitment.tags and commitment.keywords, commitment.id
+
+
+@pytest.mark.parametrize(
+    "commitment_id",
+    [
+        c["id"]
+        for c in tomllib.loads((CONFIG_DIR / "commitments.toml").read_text("utf-8"))["commitment"]
+    ],
+)
+def test_each_query_compiles_alone(config, commitment_id):
+    commitment = next(c for c in config.commitments if c.id == commitment_id)
+    parse_query(commitment.query, config.aliases, commitment_id=commitment.id)
+    if commitment.exclude:
+        parse_query(commitment.exclude, config.aliases, commitment_id=commitment.id)
+    compile_matcher([commitment], config.aliases)
+
+
+def test_every_alias_is_used(config):
+    text = " ".join(c.query + " " + (c.exclude or "") for c in config.commitments)
+    text += " ".join(config.aliases.values())
+    for name in config.aliases:
+        assert f"@{name}" in text, f"alias @{name} is never used"
+
+
+def test_seed_like_text_hits_bri_and_governance(matcher):
+    hits = hit_ids(matcher, SEED_LIKE_TITLE, SEED_LIKE_TEXT)
+    assert {"CN-INTL-BRI", "CN-INTL-GOVERNANCE"} <= hits
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="../shared is not present")
+def test_the_seed_article_hits_bri_and_governance(matcher):
+    raw = SEED.read_text("utf-8")
+    title = raw.strip().splitlines()[0]
+    hits = hit_ids(matcher, title, raw)
+    assert {"CN-INTL-BRI", "CN-INTL-GOVERNANCE"} <= hits
+
+
+@pytest.mark.parametrize("case", sorted(HARD_NEGATIVES))
+def test_hard_negatives_hit_nothing(matcher, case):
+    title, text = HARD_NEGATIVES[case]
+    assert hit_ids(matcher, title, text) == set()
+
+
+def test_bench_runs_and_beats_the_keyword_baseline():
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "match_quality.py"),
+            "--articles",
+            str(FIXTURES / "articles"),
+            "--labels",
+            str(FIXTURES / "labels.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert {"articles", "precision", "recall", "f1", "per_commitment", "baseline"} <= set(result)
+    assert result["articles"] == len(json.loads((FIXTURES / "labels.json").read_text("utf-8")))
+    # A floor, not a target: it catches a query that stops matching or starts matching everything.
+    assert result["f1"] >= 0.8
+    assert result["f1"] > result["baseline"]["f1"]
