@@ -1,0 +1,831 @@
+"""Digests: build one readable mail per group from new hits, and deliver it exactly once.
+
+Two steps, both durable in the store, so a crash or a down mail server loses nothing:
+
+``build_digest``
+    In one transaction: choose the group's hits that are in no earlier digest of the
+    group, render them (plain text + HTML), and write the ``digests`` row with a
+    Message-ID fixed at that moment, its ``digest_items`` and ``digest_recipients``.
+    A hit counts as delivered once it is in a digest of the group that did not end
+    ``failed``; so a failed build, a down daemon or a digest that every recipient
+    refused leaves its hits for the next digest.
+
+``deliver_pending``
+    Sends every ``pending``, due ``deferred`` and left-over ``sending`` digest, one
+    SMTP transaction per recipient (or one ``.eml`` file per digest when no SMTP host
+    is configured). States::
+
+        pending ──► sending ──► sent        every recipient sent (or refused with 5xx)
+                       │  ├───► deferred    a 4xx or connection error; retried with backoff
+                       │  └───► failed      every recipient refused with 5xx
+                       └── crash: left in sending; the next run resends the unfinished
+                           recipients with the same Message-ID, so mail clients show one
+
+The message bytes are rebuilt from the stored row, so a resend is the same message.
+``crash_point(name)`` marks the places a kill can land; tests set ``MONITOR_CRASH_AT``
+to one of ``CRASH_POINTS`` and check that nothing is lost and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import smtplib
+import sqlite3
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+import css_inline
+import jinja2
+
+from monitor import clock
+from monitor.config import Config, DigestConfig, SmtpConfig
+from monitor.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from monitor.store import Store
+
+__all__ = [
+    "CRASH_POINTS",
+    "DeliveryResult",
+    "build_digest",
+    "deliver_pending",
+    "render_preview",
+]
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+#: Seconds before the first retry of a deferred digest; doubles per attempt up to RETRY_MAX.
+RETRY_BASE = 60.0
+RETRY_MAX = 3600.0
+#: Longest evidence excerpt shown, in characters.
+EVIDENCE_MAX = 420
+CRASH_ENV = "MONITOR_CRASH_AT"
+CRASH_EXIT_CODE = 77
+#: Where a kill is simulated, in the order a digest passes them.
+CRASH_POINTS = (
+    "digest-built",  # inside the build transaction, before COMMIT
+    "digest-claimed",  # digest marked sending, nothing sent yet
+    "recipient-claimed",  # recipient marked sending, message not yet handed over
+    "message-handed-over",  # server accepted the message (or .eml written), not yet recorded
+    "recipient-sent",  # recipient recorded sent, digest still sending
+    "digest-finalised",  # digest's final state committed
+)
+
+
+def crash_point(name: str) -> None:
+    """Die here, like a kill -9, when ``MONITOR_CRASH_AT`` names this point (tests only)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(CRASH_EXIT_CODE)
+
+
+# -- what a digest contains ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of an evidence sentence; ``matched`` pieces are the query's terms."""
+
+    text: str
+    matched: bool
+
+
+@dataclass(frozen=True)
+class StoryItem:
+    """One story under one commitment: what the reader needs to decide whether to click."""
+
+    hit_id: int
+    story_id: int
+    headline: str
+    url: str | None
+    source: str
+    other_sources: tuple[str, ...]
+    date: str
+    evidence: tuple[Segment, ...]
+    score: float
+
+    @property
+    def also_reported(self) -> str:
+        count = len(self.other_sources)
+        if not count:
+            return ""
+        noun = "source" if count == 1 else "sources"
+        return f"also reported by {count} {noun}: {', '.join(self.other_sources)}"
+
+
+@dataclass(frozen=True)
+class CommitmentSection:
+    id: str
+    title: str
+    actor: str
+    source: str
+    article: str
+    items: tuple[StoryItem, ...]
+
+    @property
+    def reference(self) -> str:
+        return ", ".join(part for part in (self.source, self.article) if part)
+
+
+@dataclass(frozen=True)
+class FailingSource:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the world the digest saw: a digest is only as good as its sources."""
+
+    total: int
+    fetched: int
+    never_fetched: int
+    failing: tuple[FailingSource, ...]
+
+    @property
+    def line(self) -> str:
+        if self.total == 0:
+            return "No sources are configured."
+        parts = [f"{self.fetched} of {self.total} sources fetched"]
+        if self.never_fetched:
+            parts.append(f"{self.never_fetched} not fetched yet")
+        if self.failing:
+            names = ", ".join(f"{f.name} ({f.reason})" for f in self.failing)
+            parts.append(f"{len(self.failing)} failing: {names}")
+        return "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    """Everything the templates show; built from the store, rendered twice."""
+
+    group: str
+    subject: str
+    summary: str
+    generated: str
+    period: str
+    sections: tuple[CommitmentSection, ...]
+    coverage: Coverage
+    hit_ids: tuple[int, ...] = field(default=())
+
+    @property
+    def item_count(self) -> int:
+        return sum(len(section.items) for section in self.sections)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one delivery attempt of one digest did (``recipients_sent``: in this attempt)."""
+
+    digest_id: int
+    group_name: str
+    message_id: str
+    state: str
+    recipients_sent: int
+    error: str | None
+
+
+# -- selecting hits ------------------------------------------------------------------------
+
+_CANDIDATES_SQL = """
+SELECT h.id AS hit_id, h.story_id, h.commitment_id, h.score, h.evidence,
+       s.title AS story_title, s.first_seen_at,
+       pa.url AS primary_url, pa.title AS primary_title, pa.published AS primary_published,
+       ps.name AS primary_source
+FROM hits h
+JOIN stories s ON s.id = h.story_id
+LEFT JOIN articles pa ON pa.id = COALESCE(s.primary_article_id, h.article_id)
+LEFT JOIN sources ps ON ps.id = pa.source_id
+WHERE h.score >= :min_score
+  AND h.matched_at <= :now
+  AND NOT EXISTS (
+      SELECT 1 FROM digest_items di JOIN digests d ON d.id = di.digest_id
+      WHERE di.hit_id = h.id AND d.group_name = :group AND d.state != 'failed')
+ORDER BY h.id
+"""
+
+
+def _group_commitments(store: Store, group: DigestConfig) -> dict[str, sqlite3.Row]:
+    """The group's commitments: listed by id OR carrying a listed tag; none listed = all."""
+    rows = store.query("SELECT id, actor, title, source, article, tags FROM commitments")
+    wanted_ids = set(group.commitments)
+    wanted_tags = set(group.tags)
+    chosen: dict[str, sqlite3.Row] = {}
+    for row in rows:
+        tags = set(json.loads(row["tags"] or "[]"))
+        if (not wanted_ids and not wanted_tags) or row["id"] in wanted_ids or tags & wanted_tags:
+            chosen[row["id"]] = row
+    return chosen
+
+
+def _zone(config: Config, group: DigestConfig) -> ZoneInfo:
+    """The group's time zone when it set one, else the general one."""
+    name = group.timezone if "timezone" in group.model_fields_set else config.general.timezone
+    return ZoneInfo(name)
+
+
+def _day(moment: datetime, *, year: bool = True) -> str:
+    return f"{moment.day} {moment:%b %Y}" if year else f"{moment.day} {moment:%b}"
+
+
+def _clean(text: str | None) -> str:
+    """Web text as one tidy line: control characters dropped, whitespace collapsed."""
+    if not text:
+        return ""
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    return " ".join(text.split())
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is http(s) with a host, percent-encoding characters that break markup."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(url, safe=":/?#[]@!$&()*+,;=%~-._")
+
+
+def _segments(evidence: Any) -> tuple[Segment, ...]:
+    """The first evidence sentence cut into plain and matched pieces, trimmed to EVIDENCE_MAX."""
+    if not isinstance(evidence, list) or not evidence or not isinstance(evidence[0], dict):
+        return ()
+    text = str(evidence[0].get("text") or "")
+    spans: list[tuple[int, int]] = []
+    for span in evidence[0].get("spans") or []:
+        try:
+            start, end = int(span[0]), int(span[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        start, end = max(0, start), min(len(text), end)
+        if start < end:
+            spans.append((start, end))
+    spans.sort()
+    window_start, window_end = 0, len(text)
+    if len(text) > EVIDENCE_MAX:
+        anchor = spans[0][0] if spans else 0
+        window_start = max(0, min(anchor - EVIDENCE_MAX // 4, len(text) - EVIDENCE_MAX))
+        window_end = window_start + EVIDENCE_MAX
+    pieces: list[Segment] = []
+    cursor = window_start
+    for start, end in spans:
+        start, end = max(start, cursor), min(end, window_end)
+        if start >= end:
+            continue
+        if start > cursor:
+            pieces.append(Segment(text[cursor:start], False))
+        pieces.append(Segment(text[start:end], True))
+        cursor = end
+    if cursor < window_end:
+        pieces.append(Segment(text[cursor:window_end], False))
+    cleaned = [Segment(re.sub(r"\s+", " ", _clean_keep_edges(p.text)), p.matched) for p in pieces]
+    cleaned = [p for p in cleaned if p.text]
+    if cleaned and window_start > 0:
+        cleaned[0] = Segment("…" + cleaned[0].text.lstrip(), cleaned[0].matched)
+    if cleaned and window_end < len(text):
+        cleaned[-1] = Segment(cleaned[-1].text.rstrip() + "…", cleaned[-1].matched)
+    if cleaned:
+        cleaned[0] = Segment(cleaned[0].text.lstrip(), cleaned[0].matched)
+        cleaned[-1] = Segment(cleaned[-1].text.rstrip(), cleaned[-1].matched)
+    return tuple(cleaned)
+
+
+def _clean_keep_edges(text: str) -> str:
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+
+
+def _story_date(published: str | None, first_seen: str | None, zone: ZoneInfo) -> str:
+    for raw in (published, first_seen):
+        if not raw:
+            continue
+        try:
+            moment = clock.parse_iso(raw)
+        except ValueError:
+            continue
+        if moment is not None:
+            return _day(moment.astimezone(zone))
+    return ""
+
+
+def _other_sources(store: Store, story_id: int, primary: str | None) -> tuple[str, ...]:
+    rows = store.query(
+        "SELECT DISTINCT src.name FROM articles a JOIN sources src ON src.id = a.source_id"
+        " WHERE a.story_id = ? ORDER BY src.name COLLATE NOCASE",
+        (story_id,),
+    )
+    return tuple(_clean(row[0]) for row in rows if row[0] != primary)
+
+
+def _coverage(store: Store, moment: datetime, zone: ZoneInfo) -> Coverage:
+    rows = store.query(
+        "SELECT name, last_success_at, last_error, failing_since, consecutive_failures"
+        " FROM sources WHERE enabled ORDER BY name COLLATE NOCASE"
+    )
+    failing: list[FailingSource] = []
+    fetched = never = 0
+    for row in rows:
+        if row["consecutive_failures"]:
+            reason = _clean(row["last_error"]) or "failing"
+            since = clock.parse_iso(row["failing_since"])
+            if since is not None:
+                reason += f" since {_since(since.astimezone(zone), moment.astimezone(zone))}"
+            failing.append(FailingSource(_clean(row["name"]), reason))
+        elif row["last_success_at"]:
+            fetched += 1
+        else:
+            never += 1
+    return Coverage(len(rows), fetched, never, tuple(failing))
+
+
+def _since(then: datetime, now: datetime) -> str:
+    """'07:10' today, 'Monday' within the week, else '3 Nov'."""
+    days = (now.date() - then.date()).days
+    if days <= 0:
+        return f"{then:%H:%M}"
+    if days < 7:
+        return f"{then:%A}"
+    return _day(then, year=then.year != now.year)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def collect(store: Store, config: Config, group: DigestConfig, moment: datetime) -> DigestContent:
+    """Read what the group's next digest would contain at ``moment`` (no writes)."""
+    zone = _zone(config, group)
+    commitments = _group_commitments(store, group)
+    rows = store.query(
+        _CANDIDATES_SQL,
+        {"min_score": group.min_score, "now": clock.iso(moment), "group": group.name},
+    )
+    by_commitment: dict[str, list[StoryItem]] = {}
+    hit_ids: list[int] = []
+    for row in rows:
+        if row["commitment_id"] not in commitments:
+            continue
+        try:
+            evidence = json.loads(row["evidence"] or "[]")
+        except ValueError:
+            evidence = []
+        item = StoryItem(
+            hit_id=row["hit_id"],
+            story_id=row["story_id"],
+            headline=_clean(row["story_title"]) or _clean(row["primary_title"]) or "(untitled)",
+            url=safe_url(row["primary_url"]),
+            source=_clean(row["primary_source"]),
+            other_sources=_other_sources(store, row["story_id"], row["primary_source"]),
+            date=_story_date(row["primary_published"], row["first_seen_at"], zone),
+            evidence=_segments(evidence),
+            score=float(row["score"]),
+        )
+        by_commitment.setdefault(row["commitment_id"], []).append(item)
+        hit_ids.append(row["hit_id"])
+    sections = []
+    for commitment_id, items in by_commitment.items():
+        info = commitments[commitment_id]
+        items.sort(key=lambda i: (-i.score, i.headline.lower(), i.story_id))
+        sections.append(
+            CommitmentSection(
+                id=commitment_id,
+                title=_clean(info["title"]),
+                actor=_clean(info["actor"]),
+                source=_clean(info["source"]),
+                article=_clean(info["article"]),
+                items=tuple(items),
+            )
+        )
+    sections.sort(key=lambda s: (-max(i.score for i in s.items), s.id))
+    local = moment.astimezone(zone)
+    previous = store.scalar(
+        "SELECT MAX(period_end) FROM digests WHERE group_name = ? AND period_end <= ?",
+        (group.name, clock.iso(moment)),
+    )
+    item_count = sum(len(s.items) for s in sections)
+    if item_count:
+        summary = f"{_plural(item_count, 'new item')} on {_plural(len(sections), 'commitment')}"
+    else:
+        summary = "nothing new"
+    since = clock.parse_iso(previous)
+    period = (
+        f"since {_day(since.astimezone(zone), year=False)}, {since.astimezone(zone):%H:%M}"
+        if since
+        else "since monitoring began"
+    )
+    return DigestContent(
+        group=group.name,
+        subject=f"IPR monitor: {summary}, {_day(local, year=False)}",
+        summary=summary[0].upper() + summary[1:],
+        generated=f"{_day(local)}, {local:%H:%M} {local.tzname()}",
+        period=period,
+        sections=tuple(sections),
+        coverage=_coverage(store, moment, zone),
+        hit_ids=tuple(hit_ids),
+    )
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+@cache
+def _environment(html: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=html,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["score"] = lambda value: f"{value:.1f}"
+    env.filters["text_part"] = lambda part: f"*{part.text}*" if part.matched else part.text
+    return env
+
+
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+
+
+def render(content: DigestContent, config: Config) -> tuple[str, str]:
+    """(html, text) of a digest. HTML is autoescaped and its CSS inlined for mail clients."""
+    context = {"digest": content, "sender": config.smtp.sender}
+    html = _environment(True).get_template("digest.html.j2").render(context)
+    text = _environment(False).get_template("digest.txt.j2").render(context)
+    return _inliner().inline(html), text
+
+
+def render_preview(
+    store: Store, config: Config, group: DigestConfig, *, now: datetime | None = None
+) -> tuple[str, str]:
+    """(html, text) of the group's next digest as it would be built now; nothing is written."""
+    content = collect(store, config, group, now or clock.now())
+    return render(content, config)
+
+
+# -- building ----------------------------------------------------------------------------
+
+
+def _domain(sender: str) -> str:
+    address = parseaddr(sender)[1]
+    domain = address.rpartition("@")[2]
+    return re.sub(r"[^A-Za-z0-9.-]", "", domain) or "localhost"
+
+
+def _new_message_id(group: DigestConfig, moment: datetime, config: Config) -> str:
+    stamp = moment.astimezone(ZoneInfo("UTC")).strftime("%Y%m%d%H%M%S")
+    return f"<digest.{group.name}.{stamp}.{secrets.token_hex(6)}@{_domain(config.smtp.sender)}>"
+
+
+def build_digest(
+    store: Store, config: Config, group: DigestConfig, *, now: datetime | None = None
+) -> int | None:
+    """Write the group's next digest (row, items, recipients) in one transaction.
+
+    Returns its id, or None when nothing is new and the group does not send empty digests.
+    The Message-ID is fixed here, so every later (re)send of this digest carries it.
+    """
+    moment = now or clock.now()
+    with store.transaction() as conn:
+        content = collect(store, config, group, moment)
+        if not content.hit_ids and not group.send_when_empty:
+            return None
+        html, text = render(content, config)
+        previous = store.scalar(
+            "SELECT MAX(period_end) FROM digests WHERE group_name = ?", (group.name,)
+        )
+        cursor = conn.execute(
+            """INSERT INTO digests (group_name, message_id, created_at, period_start, period_end,
+                                    subject, body_text, body_html, state)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')""",
+            (
+                group.name,
+                _new_message_id(group, moment, config),
+                clock.iso(moment),
+                previous,
+                clock.iso(moment),
+                content.subject,
+                text,
+                html,
+            ),
+        )
+        digest_id = int(cursor.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO digest_items (digest_id, hit_id) VALUES (?, ?)",
+            [(digest_id, hit_id) for hit_id in content.hit_ids],
+        )
+        conn.executemany(
+            "INSERT INTO digest_recipients (digest_id, recipient, state) VALUES (?, ?, 'pending')",
+            [(digest_id, address) for address in dict.fromkeys(group.recipients)],
+        )
+        crash_point("digest-built")
+    return digest_id
+
+
+# -- the message -------------------------------------------------------------------------
+
+
+def compose_message(row: sqlite3.Row, recipients: Sequence[str], config: Config) -> EmailMessage:
+    """The digest as a multipart/alternative mail, rebuilt identically from its stored row."""
+    sender = config.smtp.sender
+    domain = _domain(sender)
+    group = row["group_name"]
+    created = clock.parse_iso(row["created_at"]) or clock.now()
+    message = EmailMessage()
+    message["Subject"] = row["subject"]
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = format_datetime(created)
+    message["Message-ID"] = row["message_id"]
+    message["List-Id"] = f"IPR monitor digest {group} <{group}.digest.{domain}>"
+    unsubscribe = f"mailto:{parseaddr(sender)[1]}?subject={quote('unsubscribe ' + group)}"
+    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-IPR-Monitor-Digest"] = f"{group} {row['id']}"
+    message.set_content(row["body_text"], subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(
+        row["body_html"], subtype="html", charset="utf-8", cte="quoted-printable"
+    )
+    # A fixed boundary keeps a resend byte-for-byte the same message.
+    digest_hash = hashlib.sha256(row["message_id"].encode()).hexdigest()[:32]
+    message.set_boundary(f"=_ipr_monitor_{digest_hash}")
+    return message
+
+
+# -- delivering --------------------------------------------------------------------------
+
+
+class _ConnectionLost(TransientDeliveryError):
+    """Transient, and the connection is unusable: defer the remaining recipients too."""
+
+
+def _classify(exc: Exception) -> DeliveryError:
+    """Map smtplib/socket failures onto the error tree: 5xx permanent, the rest transient."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(exc.recipients.values()), (0, b""))
+    elif isinstance(exc, smtplib.SMTPAuthenticationError):
+        # A wrong password is fixed by the operator, not by dropping the digest.
+        return _ConnectionLost(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}")
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        code, reply = exc.smtp_code, exc.smtp_error
+    elif isinstance(exc, smtplib.SMTPServerDisconnected):
+        return _ConnectionLost(f"connection lost: {exc or 'server disconnected'}")
+    elif isinstance(exc, OSError):
+        return _ConnectionLost(f"cannot reach the SMTP server: {exc.strerror or exc}")
+    else:
+        return _ConnectionLost(f"SMTP error: {exc}")
+    message = f"{code} {_text(reply)}".strip()
+    if 500 <= code < 600:
+        return PermanentDeliveryError(message)
+    if code == 421:
+        return _ConnectionLost(message)
+    return TransientDeliveryError(message)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _connect(settings: SmtpConfig) -> smtplib.SMTP:
+    host = settings.host or "localhost"
+    context = ssl.create_default_context()
+    client: smtplib.SMTP
+    if settings.security == "ssl":
+        client = smtplib.SMTP_SSL(host, settings.port, timeout=settings.timeout, context=context)
+    else:
+        client = smtplib.SMTP(host, settings.port, timeout=settings.timeout)
+    try:
+        client.ehlo()
+        if settings.security == "starttls":
+            client.starttls(context=context)
+            client.ehlo()
+        if settings.username:
+            password = settings.password
+            if password is None:
+                raise TransientDeliveryError(
+                    f"smtp.username is set but ${settings.password_env} is empty; set it"
+                )
+            client.login(settings.username, password)
+    except BaseException:
+        _close(client)
+        raise
+    return client
+
+
+def _close(client: smtplib.SMTP | None) -> None:
+    if client is None:
+        return
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(RETRY_BASE * 2 ** max(attempts - 1, 0), RETRY_MAX))
+
+
+def _set_recipients(
+    store: Store, digest_id: int, recipients: Iterable[str], state: str, **extra: Any
+) -> None:
+    assignments = "".join(f", {key} = ?" for key in extra)
+    bump = ", attempts = attempts + 1" if state == "sending" else ""
+    with store.transaction() as conn:
+        conn.executemany(
+            f"UPDATE digest_recipients SET state = ?{bump}{assignments}"
+            " WHERE digest_id = ? AND recipient = ?",
+            [(state, *extra.values(), digest_id, address) for address in recipients],
+        )
+
+
+def deliver_pending(
+    store: Store, config: Config, *, now: datetime | None = None
+) -> list[DeliveryResult]:
+    """Send every pending, due deferred, and interrupted (sending) digest; report each.
+
+    SMTP when ``config.smtp.host`` is set, else ``.eml`` files in ``config.outbox_path``.
+    Assumes one deliverer at a time (the daemon's lock): a digest found in ``sending``
+    is taken to be left over from a crash and its unfinished recipients are resent.
+    """
+    moment = now or clock.now()
+    due = store.query(
+        "SELECT id FROM digests WHERE state IN ('pending', 'sending')"
+        " OR (state = 'deferred' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+        " ORDER BY id",
+        (clock.iso(moment),),
+    )
+    return [_deliver_one(store, config, row["id"], moment) for row in due]
+
+
+def _deliver_one(store: Store, config: Config, digest_id: int, moment: datetime) -> DeliveryResult:
+    stamp = clock.iso(moment)
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE digests SET state = 'sending', attempts = attempts + 1 WHERE id = ?",
+            (digest_id,),
+        )
+    crash_point("digest-claimed")
+    row = store.query("SELECT * FROM digests WHERE id = ?", (digest_id,))[0]
+    everyone = [
+        r["recipient"]
+        for r in store.query(
+            "SELECT recipient FROM digest_recipients WHERE digest_id = ? ORDER BY recipient",
+            (digest_id,),
+        )
+    ]
+    todo = [
+        r["recipient"]
+        for r in store.query(
+            "SELECT recipient FROM digest_recipients WHERE digest_id = ?"
+            " AND state IN ('pending', 'deferred', 'sending') ORDER BY recipient",
+            (digest_id,),
+        )
+    ]
+    message = compose_message(row, everyone, config)
+    if config.smtp.host:
+        sent = _send_smtp(store, config, digest_id, message, todo, stamp)
+    else:
+        sent = _write_outbox(store, config, digest_id, row, message, todo, stamp)
+    return _finalise(store, row, moment, sent)
+
+
+def _send_smtp(
+    store: Store,
+    config: Config,
+    digest_id: int,
+    message: EmailMessage,
+    todo: Sequence[str],
+    stamp: str | None,
+) -> int:
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    envelope_from = parseaddr(config.smtp.sender)[1] or "monitor@localhost"
+    client: smtplib.SMTP | None = None
+    lost: str | None = None
+    sent = 0
+    try:
+        for recipient in todo:
+            if lost is not None:
+                _set_recipients(store, digest_id, [recipient], "deferred", last_error=lost)
+                continue
+            _set_recipients(store, digest_id, [recipient], "sending")
+            crash_point("recipient-claimed")
+            try:
+                if client is None:
+                    client = _connect(config.smtp)
+                client.sendmail(envelope_from, [recipient], data)
+            except (smtplib.SMTPException, OSError, DeliveryError) as exc:
+                error = exc if isinstance(exc, DeliveryError) else _classify(exc)
+                if isinstance(error, PermanentDeliveryError):
+                    _set_recipients(store, digest_id, [recipient], "failed", last_error=str(error))
+                    continue
+                _set_recipients(store, digest_id, [recipient], "deferred", last_error=str(error))
+                if isinstance(error, _ConnectionLost) or not isinstance(exc, smtplib.SMTPException):
+                    lost = str(error)
+                    if client is not None:
+                        client.close()
+                    client = None
+                continue
+            crash_point("message-handed-over")
+            _set_recipients(store, digest_id, [recipient], "sent", sent_at=stamp, last_error=None)
+            sent += 1
+            crash_point("recipient-sent")
+    finally:
+        _close(client)
+    return sent
+
+
+def outbox_file(config: Config, row: sqlite3.Row) -> Path:
+    """Where a digest's .eml goes: named by the digest, so a resend overwrites, never adds."""
+    created = (clock.parse_iso(row["created_at"]) or clock.now()).strftime("%Y%m%dT%H%M%SZ")
+    return config.outbox_path / f"{created}-{row['group_name']}-{row['id']}.eml"
+
+
+def _write_outbox(
+    store: Store,
+    config: Config,
+    digest_id: int,
+    row: sqlite3.Row,
+    message: EmailMessage,
+    todo: Sequence[str],
+    stamp: str | None,
+) -> int:
+    if not todo:
+        return 0
+    _set_recipients(store, digest_id, todo, "sending")
+    crash_point("recipient-claimed")
+    target = outbox_file(config, row)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".eml.part")
+        with partial.open("wb") as handle:
+            handle.write(bytes(message))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    except OSError as exc:
+        _set_recipients(
+            store, digest_id, todo, "deferred", last_error=f"cannot write {target}: {exc}"
+        )
+        return 0
+    crash_point("message-handed-over")
+    _set_recipients(store, digest_id, todo, "sent", sent_at=stamp, last_error=None)
+    crash_point("recipient-sent")
+    return len(todo)
+
+
+def _finalise(store: Store, row: sqlite3.Row, moment: datetime, sent: int) -> DeliveryResult:
+    digest_id = row["id"]
+    recipients = store.query(
+        "SELECT recipient, state, last_error FROM digest_recipients WHERE digest_id = ?"
+        " ORDER BY recipient",
+        (digest_id,),
+    )
+    states = {r["state"] for r in recipients}
+    problems = [
+        f"{r['recipient']}: {r['last_error']}"
+        for r in recipients
+        if r["state"] in ("deferred", "failed", "pending", "sending") and r["last_error"]
+    ]
+    error = "; ".join(problems) or None
+    attempts = int(store.scalar("SELECT attempts FROM digests WHERE id = ?", (digest_id,)) or 1)
+    next_attempt: str | None = None
+    if states & {"pending", "deferred", "sending"}:
+        state = "deferred"
+        next_attempt = clock.iso(moment + _backoff(attempts))
+    elif "sent" in states or not recipients:
+        state = "sent"
+    else:
+        state = "failed"
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE digests SET state = ?, last_error = ?, next_attempt_at = ?,"
+            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+            (state, error, next_attempt, state, clock.iso(moment), digest_id),
+        )
+    crash_point("digest-finalised")
+    return DeliveryResult(
+        digest_id=digest_id,
+        group_name=row["group_name"],
+        message_id=row["message_id"],
+        state=state,
+        recipients_sent=sent,
+        error=error,
+    )
+
+
+def recipients_of(message: EmailMessage) -> list[str]:
+    """Addresses in a message's To header (for tests and the demo)."""
+    return [address for _, address in getaddresses(message.get_all("To", []))]

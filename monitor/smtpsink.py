@@ -1,0 +1,176 @@
+"""A real SMTP server on 127.0.0.1 that records what it receives and fails on demand.
+
+Tests and the demo deliver digests to it over real sockets, so every byte goes
+through smtplib and aiosmtpd exactly as it would to a mail server::
+
+    with SmtpSink() as sink:
+        config = config.with_overrides(smtp=SmtpConfig(host="127.0.0.1", port=sink.port,
+                                                       security="none"))
+        deliver_pending(store, config)
+        sink.messages[0].message["Subject"]
+
+Faults are queued per SMTP stage and used up in order, the way a flaky server
+would misbehave::
+
+    sink.fail("rcpt", "451 4.3.0 Try again later")     # next RCPT TO is deferred
+    sink.fail("data", "550 5.7.1 Rejected", times=2)   # next two messages refused
+    sink.fail("data", DROP)        # close the connection after DATA, before replying
+    sink.fail("data", ACCEPT_THEN_DROP)  # keep the message, then drop before replying
+    sink.stop(); ...; sink.start()  # server down (connection refused), then back up
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+#: Fault reply: close the connection after the data arrived, without replying and
+#: without keeping the message (the client cannot know it was not delivered).
+DROP = "drop"
+#: Fault reply: keep the message, then close the connection without replying; the
+#: client must assume it failed, so a resend reaches the recipient a second time.
+ACCEPT_THEN_DROP = "accept-then-drop"
+
+_STAGES = ("mail", "rcpt", "data")
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """One message as the server accepted it: envelope plus the parsed email."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    message: EmailMessage
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        reply = self.sink._take_fault("mail")
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self.sink._take_fault("rcpt")
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = self.sink._take_fault("data")
+        data = bytes(envelope.original_content or envelope.content or b"")
+        if reply in (None, ACCEPT_THEN_DROP):
+            self.sink._record(envelope.mail_from, tuple(envelope.rcpt_tos), data)
+        if reply in (DROP, ACCEPT_THEN_DROP):
+            server.transport.abort()
+            return "421 4.3.0 connection dropped by test"  # never reaches the client
+        if reply is not None:
+            return reply
+        return "250 2.0.0 Message accepted for delivery"
+
+
+class SmtpSink:
+    """aiosmtpd on 127.0.0.1 (a free port unless given) recording every message."""
+
+    def __init__(self, *, port: int | None = None, hostname: str = "127.0.0.1") -> None:
+        self.hostname = hostname
+        self.port = port or free_port()
+        self.messages: list[ReceivedMessage] = []
+        self._faults: dict[str, list[str]] = {stage: [] for stage in _STAGES}
+        self._lock = threading.Lock()
+        self._controller: Controller | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> SmtpSink:
+        """Listen (again) on the same port; a no-op when already running."""
+        if self._controller is None:
+            controller = Controller(
+                _Handler(self),
+                hostname=self.hostname,
+                port=self.port,
+                ready_timeout=5.0,
+                decode_data=False,
+            )
+            controller.start()
+            self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: clients now get "connection refused", as from a server that is down."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- faults and records -------------------------------------------------------------
+
+    def fail(self, stage: str, reply: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` commands of ``stage`` (mail|rcpt|data) with ``reply``.
+
+        ``reply`` is an SMTP reply line ("451 4.3.0 Try later") or DROP / ACCEPT_THEN_DROP.
+        """
+        if stage not in _STAGES:
+            raise ValueError(f"stage must be one of {_STAGES}, not {stage!r}")
+        if reply in (DROP, ACCEPT_THEN_DROP) and stage != "data":
+            raise ValueError("DROP and ACCEPT_THEN_DROP apply to the data stage")
+        with self._lock:
+            self._faults[stage].extend([reply] * times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            for queue in self._faults.values():
+                queue.clear()
+
+    def _take_fault(self, stage: str) -> str | None:
+        with self._lock:
+            queue = self._faults[stage]
+            return queue.pop(0) if queue else None
+
+    def _record(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> None:
+        parsed = message_from_bytes(data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        with self._lock:
+            self.messages.append(ReceivedMessage(mail_from, rcpt_tos, data, parsed))
+
+    def received_by(self, recipient: str) -> list[ReceivedMessage]:
+        """Messages whose envelope included ``recipient`` (what that mailbox would hold)."""
+        with self._lock:
+            return [m for m in self.messages if recipient in m.rcpt_tos]

@@ -1,0 +1,151 @@
+"""Digest content and headers, as a real SMTP server (aiosmtpd on 127.0.0.1) receives them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config, SmtpConfig
+from monitor.digest import build_digest, deliver_pending, recipients_of, render_preview
+from monitor.digest_fixture import FIXTURE_GROUP, fixture_clock, fixture_config, load_fixture
+from monitor.smtpsink import SmtpSink
+from monitor.store import Store
+
+SENDER = "IPR monitor <monitor@ipr.example>"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as server:
+        yield server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "monitor.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def clock_now(store: Store) -> datetime:
+    return fixture_clock(load_fixture(store))
+
+
+def smtp_config(tmp_path: Path, sink: SmtpSink) -> Config:
+    smtp = SmtpConfig(host="127.0.0.1", port=sink.port, security="none", sender=SENDER)
+    return fixture_config(tmp_path, smtp=smtp)
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
+
+
+def test_received_digest_has_content_and_headers(
+    tmp_path: Path, store: Store, clock_now: datetime, sink: SmtpSink
+) -> None:
+    config = smtp_config(tmp_path, sink)
+    digest_id = build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    assert digest_id is not None
+
+    results = deliver_pending(store, config, now=clock_now)
+
+    assert [(r.digest_id, r.state, r.recipients_sent, r.error) for r in results] == [
+        (digest_id, "sent", 2, None)
+    ]
+    assert sorted(m.rcpt_tos for m in sink.messages) == [
+        ("ana@example.org",),
+        ("ben@example.net",),
+    ]
+    message = sink.messages[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["Subject"] == "IPR monitor: 3 new items on 2 commitments, 25 Nov"
+    assert message["From"] == SENDER
+    assert recipients_of(message) == ["ana@example.org", "ben@example.net"]
+    assert parsedate_to_datetime(message["Date"]) == clock_now
+    stored_id = store.scalar("SELECT message_id FROM digests WHERE id = ?", (digest_id,))
+    assert message["Message-ID"] == stored_id
+    assert stored_id.startswith("<digest.trade-and-pharma.") and stored_id.endswith("@ipr.example>")
+    assert "<trade-and-pharma.digest.ipr.example>" in message["List-Id"]
+    assert message["List-Unsubscribe"].strip().startswith("<mailto:monitor@ipr.example?")
+    assert {m.message_id for m in sink.messages} == {stored_id}
+
+    text, html = parts(message)
+    text = " ".join(text.split())  # the plain part is wrapped at 76 columns
+    assert "2 of 5 sources fetched" in text
+    assert "CNIPA news (HTTP 403 since Monday)" in text
+    assert "also reported by 2 sources: Managing IP, Reuters Legal" in text
+    assert "*burden of proof*" in text
+    assert "<mark" in html and "burden of proof</mark>" in html
+    assert 'href="https://ipwatchdog.example/2026/11/24/spc-trade-secrets/"' in html
+    assert "<style" not in html and 'style="' in html  # CSS inlined for mail clients
+    # left out: below min_score, a commitment outside the group, matched after the clock
+    assert "Patent quality" not in text and "Late story" not in text
+    # the story whose link is ftp:// is shown, but not as a link
+    assert "practitioner" in html and "ftp://" not in html
+
+
+def test_hits_go_out_once_and_new_ones_in_the_next_digest(
+    tmp_path: Path, store: Store, clock_now: datetime, sink: SmtpSink
+) -> None:
+    config = smtp_config(tmp_path, sink)
+    first = build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    deliver_pending(store, config, now=clock_now)
+    assert build_digest(store, config, FIXTURE_GROUP, now=clock_now) is None
+
+    later = clock_now.replace(hour=23)
+    second = build_digest(store, config, FIXTURE_GROUP, now=later)  # hit 6 matched 06:30
+    assert second is not None and second != first
+    deliver_pending(store, config, now=later)
+    latest = sink.messages[-1].message
+    assert latest["Subject"] == "IPR monitor: 1 new item on 1 commitment, 26 Nov"
+    text, _ = parts(latest)
+    assert "Late story" in text and "top court" not in text
+    items = store.query("SELECT digest_id, hit_id FROM digest_items ORDER BY hit_id")
+    assert [tuple(r) for r in items] == [(first, 1), (first, 2), (first, 3), (second, 6)]
+
+
+def test_empty_digest_is_skipped_unless_the_group_wants_it(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    nothing = FIXTURE_GROUP.model_copy(update={"tags": ["no-such-tag"]})
+    assert build_digest(store, config, nothing, now=clock_now) is None
+    assert store.scalar("SELECT COUNT(*) FROM digests") == 0
+
+    wanted = nothing.model_copy(update={"send_when_empty": True})
+    digest_id = build_digest(store, config, wanted, now=clock_now)
+    subject = store.scalar("SELECT subject FROM digests WHERE id = ?", (digest_id,))
+    assert subject == "IPR monitor: nothing new, 25 Nov"
+
+
+def test_without_smtp_host_digests_become_eml_files(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    digest_id = build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+
+    results = deliver_pending(store, config, now=clock_now)
+    assert deliver_pending(store, config, now=clock_now) == []
+
+    assert [(r.state, r.recipients_sent) for r in results] == [("sent", 2)]
+    files = sorted(config.outbox_path.glob("*.eml"))
+    assert [f.name for f in files] == [f"20261125T060000Z-trade-and-pharma-{digest_id}.eml"]
+    states = store.query("SELECT state FROM digest_recipients WHERE digest_id = ?", (digest_id,))
+    assert {r["state"] for r in states} == {"sent"}
+
+
+def test_preview_writes_nothing(tmp_path: Path, store: Store, clock_now: datetime) -> None:
+    config = fixture_config(tmp_path)
+    html, text = render_preview(store, config, FIXTURE_GROUP, now=clock_now)
+    assert "3 new items on 2 commitments" in text and "<html" in html
+    assert store.scalar("SELECT COUNT(*) FROM digests") == 0
+    assert not config.outbox_path.exists()
