@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-import unicodedata
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -30,6 +28,14 @@ import numpy as np
 from courlan import normalize_url
 
 from monitor.clock import now_iso
+from monitor.dedupe_text import (
+    band_keys,
+    body_tokens,
+    minhash,
+    shingle_sequence,
+    similarity,
+    words,
+)
 from monitor.store import Store
 
 __all__ = ["Assignment", "Deduper", "canonical_url", "content_hash", "normalize_text"]
@@ -96,13 +102,6 @@ def canonical_url(url: str, declared: str | None = None) -> str:
 
 # -- layer 2: exact content --------------------------------------------------------------
 
-_WORD = re.compile(r"\w+")
-
-
-def words(text: str) -> list[str]:
-    """Case- and accent-folded word tokens: what "the same text" means here."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-
 
 def normalize_text(text: str) -> str:
     """Text with case, whitespace and punctuation folded away."""
@@ -116,60 +115,60 @@ def content_hash(text: str) -> str:
 
 # -- layer 3: near-duplicates ------------------------------------------------------------
 
-SHINGLE = 5
-NUM_PERM = 128
-BANDS = 32
-ROWS = NUM_PERM // BANDS
-_MERSENNE = np.uint64((1 << 61) - 1)
-_rng = np.random.RandomState(1)
-_PERM_A = _rng.randint(1, (1 << 61) - 1, size=NUM_PERM, dtype=np.uint64)
-_PERM_B = _rng.randint(0, (1 << 61) - 1, size=NUM_PERM, dtype=np.uint64)
-_BAND_MIX = _rng.randint(1, (1 << 63) - 1, size=(ROWS,), dtype=np.uint64) | np.uint64(1)
-_BAND_SALT = _rng.randint(1, (1 << 63) - 1, size=(BANDS,), dtype=np.uint64)
-_SHINGLE_MIX = np.array([pow(1_000_003, k, 1 << 64) for k in range(SHINGLE)], dtype=np.uint64)
+#: Whole-body signature: BODY_BANDS bands of BODY_ROWS MinHash values. A pair at Jaccard
+#: 0.5 shares a band with probability ~0.87, at 0.3 ~0.23; abridged copies are found
+#: mostly through the lead signature below.
+BODY_BANDS, BODY_ROWS = 16, 4
+#: Lead signature over the body's first LEAD_WORDS words: republishers trim endings and
+#: add chrome, but keep the opening, so a copy abridged to a fifth still shares it.
+LEAD_WORDS = 60
+LEAD_BANDS, LEAD_ROWS = 12, 2
+_LEAD_SALT = 1 << 20
+#: Candidates checked on their text, best-sharing first.
+MAX_CANDIDATES = 12
+#: Band rows read per lookup: bounds the work when a band is shared by very many
+#: articles (boilerplate-only pages), at the cost of missing some of them.
+MAX_BAND_ROWS = 2000
 
 
-def shingle_hashes(tokens: Sequence[str]) -> np.ndarray:
-    """Stable 64-bit hashes of the word ``SHINGLE``-grams (the whole text if shorter)."""
-    if not tokens:
-        return np.zeros(0, dtype=np.uint64)
-    word_hashes = np.fromiter(
-        (zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens)
-    )
-    if len(tokens) < SHINGLE:
-        return np.array([int((word_hashes * _SHINGLE_MIX[: len(tokens)]).sum())], np.uint64)
-    windows = np.lib.stride_tricks.sliding_window_view(word_hashes, SHINGLE)
-    with np.errstate(over="ignore"):
-        return np.unique((windows * _SHINGLE_MIX).sum(axis=1))
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the near-duplicate layer knows about one text."""
+
+    shingles: np.ndarray  # body shingle hashes in text order
+    keys: list[int]  # LSH band keys (body bands, then lead bands)
 
 
-def minhash(shingles: np.ndarray) -> np.ndarray:
-    """``NUM_PERM`` minimum values of universal hashes over the shingle set."""
+def fingerprint(text: str) -> Fingerprint:
+    """Body shingles and band keys of a text; no keys for an empty body."""
+    tokens = body_tokens(text)
+    shingles = shingle_sequence(tokens)
     if shingles.size == 0:
-        return np.full(NUM_PERM, np.iinfo(np.uint64).max, dtype=np.uint64)
-    h = (shingles & np.uint64(0xFFFFFFFF))[:, None]
-    with np.errstate(over="ignore"):
-        values = (h * _PERM_A + _PERM_B) % _MERSENNE
-    return values.min(axis=0)
+        return Fingerprint(shingles, [])
+    body = minhash(np.unique(shingles), BODY_BANDS * BODY_ROWS)
+    lead = minhash(
+        np.unique(shingle_sequence(tokens[:LEAD_WORDS])),
+        LEAD_BANDS * LEAD_ROWS,
+        offset=BODY_BANDS * BODY_ROWS,
+    )
+    keys = band_keys(body, BODY_ROWS, 0) + band_keys(lead, LEAD_ROWS, _LEAD_SALT)
+    return Fingerprint(shingles, keys)
 
 
-def band_keys(signature: np.ndarray) -> list[int]:
-    """One signed 64-bit key per band: a hash of (band index, the band's values)."""
-    with np.errstate(over="ignore"):
-        mixed = (signature.reshape(BANDS, ROWS) * _BAND_MIX).sum(axis=1) ^ _BAND_SALT
-        mixed = mixed * np.uint64(0x9E3779B97F4A7C15)
-    return [int(k) for k in mixed.view(np.int64)]
-
-
-def containment(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of the smaller shingle set found in the other: robust to abridging."""
-    if a.size == 0 or b.size == 0:
-        return 0.0
-    common = np.intersect1d(a, b, assume_unique=True).size
-    return common / min(a.size, b.size)
+def body_shingles(text: str) -> np.ndarray:
+    """Just the body shingles of a text (for confirming a candidate)."""
+    return shingle_sequence(body_tokens(text))
 
 
 # -- the stage ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Match:
+    article_id: int
+    story_id: int
+    method: str
+    similarity: float | None
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,12 @@ class Deduper:
         return any(host == d or host.endswith("." + d) for d in self.official_domains)
 
     def assign(self, article_id: int) -> Assignment:
-        """Find the article's story (url, then hash, then near), record it, index the bands."""
+        """Find the article's story (url, then hash, then near), record it, index the bands.
+
+        Runs in the caller's transaction when one is open, else in its own, so the
+        article's story, the story's counts and the band keys land together. Assigning
+        an article that already has a story returns that story and changes nothing.
+        """
         if self.conn.in_transaction:
             return self._assign(article_id)
         with self.store.transaction():
@@ -216,72 +220,89 @@ class Deduper:
 
     def _assign(self, article_id: int) -> Assignment:
         row = self.conn.execute(
-            "SELECT id, url, canonical_url, source_id, title, text, content_hash"
-            " FROM articles WHERE id = ?",
+            "SELECT id, url, canonical_url, source_id, title, text, content_hash, story_id,"
+            " dedupe_method, similarity FROM articles WHERE id = ?",
             (article_id,),
         ).fetchone()
         if row is None:
-            raise KeyError(f"no article {article_id}")
+            raise KeyError(f"no article with id {article_id}")
+        if row["story_id"] is not None:
+            return Assignment(
+                row["story_id"],
+                False,
+                None,
+                row["dedupe_method"] or "new",
+                row["similarity"],
+                False,
+            )
         text = row["text"] or ""
-        tokens = words(text)
-        digest = row["content_hash"] or hashlib.sha256(" ".join(tokens).encode()).hexdigest()
+        digest = row["content_hash"] or content_hash(text)
 
-        match: tuple[int, int, str, float | None] | None = None  # (article, story, method, sim)
-        hit = self.conn.execute(
-            "SELECT id, story_id FROM articles WHERE canonical_url = ? AND id != ?"
-            " AND story_id IS NOT NULL ORDER BY id LIMIT 1",
-            (row["canonical_url"], article_id),
-        ).fetchone()
-        if hit is not None:
-            match = (hit[0], hit[1], "url", None)
-        if match is None and tokens:
-            hit = self.conn.execute(
-                "SELECT id, story_id FROM articles WHERE content_hash = ? AND id != ?"
-                " AND story_id IS NOT NULL ORDER BY id LIMIT 1",
-                (digest, article_id),
-            ).fetchone()
-            if hit is not None:
-                match = (hit[0], hit[1], "hash", 1.0)
-
-        shingles = shingle_hashes(tokens)
-        keys = band_keys(minhash(shingles)) if tokens else []
-        if match is None and keys:
-            match = self._near(article_id, shingles, keys)
-
-        if keys:
+        match = self._same_url(row) or self._same_hash(article_id, digest, text)
+        sketch = None if match is not None and match.method == "hash" else fingerprint(text)
+        if match is None and sketch is not None and sketch.keys:
+            match = self._near(article_id, sketch)
+        if sketch is not None and sketch.keys:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)",
-                [(k, article_id) for k in keys],
+                [(key, article_id) for key in sketch.keys],
             )
         return self._record(row, digest, match)
 
-    def _near(
-        self, article_id: int, shingles: np.ndarray, keys: list[int]
-    ) -> tuple[int, int, str, float | None] | None:
-        marks = ",".join("?" * len(keys))
+    def _same_url(self, row: sqlite3.Row) -> _Match | None:
+        hit = self.conn.execute(
+            "SELECT id, story_id FROM articles WHERE canonical_url = ? AND id != ?"
+            " AND story_id IS NOT NULL ORDER BY id LIMIT 1",
+            (row["canonical_url"], row["id"]),
+        ).fetchone()
+        return None if hit is None else _Match(hit[0], hit[1], "url", None)
+
+    def _same_hash(self, article_id: int, digest: str, text: str) -> _Match | None:
+        if not text.strip():
+            return None  # every empty page has the same hash; that is not a story
+        hit = self.conn.execute(
+            "SELECT id, story_id FROM articles WHERE content_hash = ? AND id != ?"
+            " AND story_id IS NOT NULL ORDER BY id LIMIT 1",
+            (digest, article_id),
+        ).fetchone()
+        return None if hit is None else _Match(hit[0], hit[1], "hash", 1.0)
+
+    def _near(self, article_id: int, sketch: Fingerprint) -> _Match | None:
+        """LSH candidates from ``article_bands``, confirmed on their bodies."""
+        marks = ",".join("?" * len(sketch.keys))
         candidates = self.conn.execute(
-            f"SELECT article_id, count(*) AS n FROM article_bands WHERE band_key IN ({marks})"
-            " AND article_id != ? GROUP BY article_id ORDER BY n DESC, article_id LIMIT 20",
-            (*keys, article_id),
+            "SELECT article_id, count(*) AS shared FROM ("
+            f"  SELECT article_id FROM article_bands WHERE band_key IN ({marks}) LIMIT ?"
+            ") WHERE article_id != ? GROUP BY article_id"
+            " ORDER BY shared DESC, article_id LIMIT ?",
+            (*sketch.keys, MAX_BAND_ROWS, article_id, MAX_CANDIDATES),
         ).fetchall()
-        best: tuple[int, int, str, float | None] | None = None
-        for candidate_id, _ in candidates:
-            other = self.conn.execute(
-                "SELECT story_id, text FROM articles WHERE id = ?", (candidate_id,)
-            ).fetchone()
-            if other is None or other["story_id"] is None:
+        if not candidates:
+            return None
+        ids = [candidate[0] for candidate in candidates]
+        rows = {
+            other["id"]: other
+            for other in self.conn.execute(
+                f"SELECT id, story_id, text FROM articles WHERE id IN ({','.join('?' * len(ids))})"
+                " AND story_id IS NOT NULL",
+                ids,
+            )
+        }
+        best: _Match | None = None
+        checked_stories: set[int] = set()
+        for candidate_id in ids:
+            other = rows.get(candidate_id)
+            if other is None or other["story_id"] in checked_stories:
                 continue
-            score = containment(shingles, shingle_hashes(words(other["text"] or "")))
-            if score >= self.threshold and (best is None or score > (best[3] or 0.0)):
-                best = (candidate_id, other["story_id"], "near", round(score, 4))
+            score = similarity(sketch.shingles, body_shingles(other["text"] or ""))
+            if score.is_duplicate(self.threshold):
+                checked_stories.add(other["story_id"])
+                value = round(score.containment, 4)
+                if best is None or value > (best.similarity or 0.0):
+                    best = _Match(candidate_id, other["story_id"], "near", value)
         return best
 
-    def _record(
-        self,
-        row: sqlite3.Row,
-        digest: str,
-        match: tuple[int, int, str, float | None] | None,
-    ) -> Assignment:
+    def _record(self, row: sqlite3.Row, digest: str, match: _Match | None) -> Assignment:
         article_id = row["id"]
         stamp = now_iso()
         if match is None:
@@ -294,21 +315,22 @@ class Deduper:
             self._set_article(article_id, story_id, digest, "new", None)
             return Assignment(story_id, True, None, "new", None, False)
 
-        duplicate_of, story_id, method, similarity = match
-        self._set_article(article_id, story_id, digest, method, similarity)
+        story_id = match.story_id
+        self._set_article(article_id, story_id, digest, match.method, match.similarity)
         primary_changed = False
         if self.is_official(row["url"]):
-            primary = self.conn.execute(
+            primary_url = self.conn.execute(
                 "SELECT a.url FROM stories s JOIN articles a ON a.id = s.primary_article_id"
                 " WHERE s.id = ?",
                 (story_id,),
             ).fetchone()
-            if primary is None or not self.is_official(primary[0]):
+            if primary_url is None or not self.is_official(primary_url[0]):
                 self.conn.execute(
                     "UPDATE stories SET primary_article_id = ?, title = ? WHERE id = ?",
                     (article_id, row["title"] or "", story_id),
                 )
                 primary_changed = True
+        # Recounted rather than incremented: stories are small, and a recount cannot drift.
         self.conn.execute(
             "UPDATE stories SET updated_at = ?,"
             " article_count = (SELECT count(*) FROM articles WHERE story_id = ?),"
@@ -316,7 +338,9 @@ class Deduper:
             "                 WHERE story_id = ?) WHERE id = ?",
             (stamp, story_id, story_id, story_id),
         )
-        return Assignment(story_id, False, duplicate_of, method, similarity, primary_changed)
+        return Assignment(
+            story_id, False, match.article_id, match.method, match.similarity, primary_changed
+        )
 
     def _set_article(
         self, article_id: int, story_id: int, digest: str, method: str, similarity: float | None

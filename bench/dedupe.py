@@ -1,0 +1,253 @@
+"""Benchmark ipr-monitor's deduplication stage on labelled articles, and at scale.
+
+Usage::
+
+    .venv/bin/python bench/dedupe.py --data ../shared/data/dedup-dev/articles.jsonl
+    .venv/bin/python bench/dedupe.py --data ... --scale 10000 100000 1000000
+
+FILE is JSON lines with ``id, url, title, cluster, text`` (``transform`` is only used
+for the per-kind error table). Articles are fed in file order through the real stage:
+``canonical_url`` and ``content_hash``, ``Store.insert_article`` into a real SQLite store
+(a temporary file), then ``Deduper.assign``, one transaction per article as the
+pipeline does. Quality is pairwise over articles (a pair is positive when both share
+``cluster``): precision, recall, F1, and the adjusted Rand index of the stories.
+ms/article is the wall time of that whole per-article step, commit included.
+
+``--scale N`` first bulk-loads N synthetic stored articles (rows, stories and band
+keys written directly with batched ``executemany``; their band keys are uniformly
+random, as an unrelated article's are) and then feeds FILE through the stage, so the
+time and the process RSS are those of a store of that size. The last line printed is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor.dedupe import BODY_BANDS, LEAD_BANDS, Deduper, canonical_url, content_hash
+from monitor.store import NewArticle, Store
+
+
+def load(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def pairs(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def pairwise_scores(truth: list[object], predicted: list[object]) -> dict[str, float]:
+    """Pairwise precision/recall/F1 and the adjusted Rand index (Hubert & Arabie)."""
+    joint = Counter(zip(truth, predicted, strict=True))
+    both = sum(pairs(n) for n in joint.values())
+    true_pairs = sum(pairs(n) for n in Counter(truth).values())
+    predicted_pairs = sum(pairs(n) for n in Counter(predicted).values())
+    precision = both / predicted_pairs if predicted_pairs else 1.0
+    recall = both / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    total = pairs(len(truth))
+    expected = true_pairs * predicted_pairs / total if total else 0.0
+    maximum = (true_pairs + predicted_pairs) / 2
+    ari = (both - expected) / (maximum - expected) if maximum != expected else 1.0
+    return {"precision": precision, "recall": recall, "f1": f1, "ari": ari}
+
+
+def source_ids(store: Store, urls: list[str]) -> dict[str, int]:
+    """One source per host, so story source counts mean something."""
+    ids: dict[str, int] = {}
+    for url in urls:
+        host = urlsplit(url).hostname or "unknown"
+        if host not in ids:
+            store.conn.execute(
+                "INSERT OR IGNORE INTO sources (name, kind, url, created_at)"
+                " VALUES (?, 'bench', ?, '2026-01-01T00:00:00+00:00')",
+                (host, f"https://{host}/"),
+            )
+            ids[host] = store.scalar("SELECT id FROM sources WHERE name = ?", (host,))
+    return ids
+
+
+def feed(store: Store, rows: list[dict], threshold: float) -> tuple[list[int], list[float]]:
+    """Run every row through the real stage; returns story ids and per-article ms."""
+    deduper = Deduper(store, threshold=threshold)
+    hosts = source_ids(store, [row["url"] for row in rows])
+    stories: list[int] = []
+    timings: list[float] = []
+    for row in rows:
+        started = time.perf_counter()
+        with store.transaction():
+            article_id = store.insert_article(
+                NewArticle(
+                    url=row["url"],
+                    canonical_url=canonical_url(row["url"]),
+                    source_id=hosts[urlsplit(row["url"]).hostname or "unknown"],
+                    title=row.get("title") or "",
+                    text=row["text"],
+                    description=None,
+                    authors=(),
+                    language=None,
+                    published=None,
+                    content_hash=content_hash(row["text"]),
+                )
+            )
+            assignment = deduper.assign(article_id)
+        timings.append((time.perf_counter() - started) * 1000)
+        stories.append(assignment.story_id)
+    return stories, timings
+
+
+_VOCABULARY = [f"w{i}" for i in range(5000)]
+
+
+def bulk_load(store: Store, count: int, batch: int = 20_000) -> None:
+    """Write ``count`` synthetic stored articles with stories and random band keys."""
+    rng = random.Random(7)
+    keys_per_article = BODY_BANDS + LEAD_BANDS
+    stamp = "2026-01-01T00:00:00+00:00"
+    conn = store.conn
+    conn.execute("PRAGMA synchronous = OFF")
+    for start in range(1, count + 1, batch):
+        ids = range(start, min(start + batch, count + 1))
+        with store.transaction():
+            conn.executemany(
+                "INSERT INTO stories (id, primary_article_id, title, first_seen_at,"
+                " updated_at) VALUES (?, ?, '', ?, ?)",
+                [(i, i, stamp, stamp) for i in ids],
+            )
+            conn.executemany(
+                "INSERT INTO articles (id, url, canonical_url, story_id, title, text,"
+                " fetched_at, content_hash, dedupe_method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
+                [
+                    (
+                        i,
+                        f"https://synthetic.example/a/{i}",
+                        f"https://synthetic.example/a/{i}",
+                        i,
+                        f"synthetic {i}",
+                        " ".join(rng.choices(_VOCABULARY, k=12)),
+                        stamp,
+                        f"{rng.getrandbits(128):032x}",
+                    )
+                    for i in ids
+                ],
+            )
+            bands = [
+                (rng.getrandbits(64) - (1 << 63), i) for i in ids for _ in range(keys_per_article)
+            ]
+            bands.sort()
+            conn.executemany(
+                "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)", bands
+            )
+            del bands
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, from /proc (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def report_errors(rows: list[dict], stories: list[int]) -> None:
+    """Per copy kind: articles not in their cluster's main story, or sharing a foreign one."""
+    by_cluster: dict[object, Counter[int]] = defaultdict(Counter)
+    for row, story in zip(rows, stories, strict=True):
+        by_cluster[row["cluster"]][story] += 1
+    main = {cluster: counts.most_common(1)[0][0] for cluster, counts in by_cluster.items()}
+    owners: dict[int, set[object]] = defaultdict(set)
+    for row, story in zip(rows, stories, strict=True):
+        owners[story].add(row["cluster"])
+    split: Counter[str] = Counter()
+    merged: Counter[str] = Counter()
+    for row, story in zip(rows, stories, strict=True):
+        kind = row.get("transform", "?")
+        if story != main[row["cluster"]]:
+            split[kind] += 1
+        if len(owners[story]) > 1:
+            merged[kind] += 1
+    kinds = Counter(row.get("transform", "?") for row in rows)
+    print(f"{'kind':28s} {'n':>4s} {'split off':>9s} {'merged':>7s}")
+    for kind, n in sorted(kinds.items()):
+        print(f"{kind:28s} {n:4d} {split[kind]:9d} {merged[kind]:7d}")
+
+
+def run(rows: list[dict], threshold: float, preload: int = 0) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "bench.db")
+        if preload:
+            started = time.perf_counter()
+            bulk_load(store, preload)
+            print(f"loaded {preload} synthetic articles in {time.perf_counter() - started:.0f}s")
+        stories, timings = feed(store, rows, threshold)
+        rss = rss_mb()
+        store.close()
+    result = pairwise_scores([row["cluster"] for row in rows], stories)
+    result["ms_per_article"] = sum(timings) / len(timings)
+    result["rss_mb"] = rss
+    result["stories"] = len(set(stories))
+    result["_stories"] = stories  # type: ignore[assignment]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="labelled articles (JSONL)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="[dedupe] threshold")
+    parser.add_argument(
+        "--scale", type=int, nargs="*", default=[], help="stored articles to preload"
+    )
+    args = parser.parse_args(argv)
+    rows = load(args.data)
+
+    result = run(rows, args.threshold)
+    stories = result.pop("_stories")
+    report_errors(rows, stories)  # type: ignore[arg-type]
+    print(
+        f"{len(rows)} articles -> {result['stories']:.0f} stories "
+        f"({len({row['cluster'] for row in rows})} clusters): "
+        f"P={result['precision']:.4f} R={result['recall']:.4f} F1={result['f1']:.4f} "
+        f"ARI={result['ari']:.4f} {result['ms_per_article']:.2f} ms/article"
+    )
+    summary: dict[str, object] = {
+        "articles": len(rows),
+        "precision": round(result["precision"], 4),
+        "recall": round(result["recall"], 4),
+        "f1": round(result["f1"], 4),
+        "ari": round(result["ari"], 4),
+        "ms_per_article": round(result["ms_per_article"], 3),
+    }
+    if args.scale:
+        scale: dict[str, dict[str, float]] = {}
+        for size in args.scale:
+            at = run(rows, args.threshold, preload=size)
+            at.pop("_stories")
+            print(
+                f"at {size} stored: {at['ms_per_article']:.2f} ms/article, "
+                f"RSS {at['rss_mb']:.0f} MB, F1={at['f1']:.4f}"
+            )
+            scale[str(size)] = {
+                "ms_per_article": round(at["ms_per_article"], 3),
+                "rss_mb": round(at["rss_mb"], 1),
+                "f1": round(at["f1"], 4),
+            }
+        summary["scale"] = scale
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""The text side of deduplication: an article's own body, its shingles, sketches and scores.
+
+Republished copies differ from their original in predictable ways: site chrome
+around the body (navigation, share bars, "Related:" lists, a truncated lead repeated
+as a heading), a wire dateline in front, an ending trimmed off, a few words edited.
+``body_tokens`` removes what it can recognise *by shape* (so it needs no per-site
+rules and no state), and ``similarity`` compares what is left in a way that an
+abridged copy still scores high and an unrelated article quoting a few sentences
+does not.
+
+Everything here is deterministic across processes and machines: band keys are
+persisted, so a hash that changed between runs would silently break deduplication.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# -- the article's own body --------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+# A line that ends like a sentence (or a quotation, or a bracket).
+_SENTENCE_END = re.compile(r"[.!?…:;\"”’»)\]。！？]\s*$")
+# Navigation bars: "Home | News | Business", "World > Asia-Pacific", "Login  Register".
+_NAV_SEPARATOR = re.compile(r"\s[|>»·•/]\s|\S\s{2,}\S")
+# "Related:", "Share this article:", "Tags:": a short label ending in a colon.
+_LABEL = re.compile(r"^\s*([\w'’]+(?:\s+[\w'’]+){0,2})\s*:\s")
+# Wire datelines in front of a lead: "GENEVA, March 3 (Reuters) - ", "BEIJING (Xinhua) -- ".
+_DATELINE = re.compile(
+    r"^[A-ZÀ-Þ][A-ZÀ-Þ.'’ ]{2,40}?(?:,\s*[^—–()\n]{1,30}?)?\s*(?:\([^()\n]{1,40}\))?"
+    r"\s*[—–-]{1,2}\s+"
+)
+
+#: Lines shorter than this are chrome unless the body would otherwise be empty.
+MIN_LINE_WORDS = 8
+#: Lines without sentence punctuation shorter than this are headings, bylines, menus.
+MIN_UNPUNCTUATED_WORDS = 12
+
+
+def words(text: str) -> list[str]:
+    """Case- and compatibility-folded word tokens: what "the same words" means here."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def strip_dateline(line: str) -> str:
+    """Drop up to three stacked wire datelines ("GENEVA (Reuters) - AP - ...")."""
+    for _ in range(3):
+        match = _DATELINE.match(line)
+        if match is None:
+            break
+        line = line[match.end() :]
+    return line
+
+
+def body_lines(text: str) -> list[str]:
+    """The lines of ``text`` that look like the article rather than the page around it.
+
+    A line is chrome when it repeats an earlier line, is the truncated start of a line
+    that follows (a lead repeated as a heading), is a navigation bar, shares a
+    ``Label:`` with another line (``Related:`` lists), or is too short to be prose.
+    A dateline is removed from the first body line, so a wire copy and the original
+    start with the same words. When nothing survives (a two-line article), all lines
+    are kept: a short body is still better evidence than none.
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    labels: dict[str, int] = {}
+    for line in lines:
+        match = _LABEL.match(line)
+        if match:
+            key = match.group(1).casefold()
+            labels[key] = labels.get(key, 0) + 1
+    kept: list[str] = []
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        if line in seen:
+            continue
+        seen.add(line)
+        following = lines[index + 1 : index + 4]
+        if any(other != line and other.startswith(line) for other in following):
+            continue
+        count = len(_WORD.findall(line))
+        punctuated = bool(_SENTENCE_END.search(line))
+        if not punctuated and len(_NAV_SEPARATOR.findall(line)) >= 2:
+            continue
+        label = _LABEL.match(line)
+        if label and labels.get(label.group(1).casefold(), 0) >= 2 and count <= 40:
+            continue
+        if count < MIN_LINE_WORDS or (not punctuated and count < MIN_UNPUNCTUATED_WORDS):
+            continue
+        kept.append(line)
+    if not kept:
+        return lines
+    kept[0] = strip_dateline(kept[0])
+    return kept
+
+
+def body_tokens(text: str) -> list[str]:
+    """Word tokens of the article's body (see ``body_lines``)."""
+    return words("\n".join(body_lines(text)))
+
+
+# -- shingles and MinHash ----------------------------------------------------------------
+
+SHINGLE = 5
+_SHINGLE_MIX = np.array([pow(1_000_003, k, 1 << 64) for k in range(SHINGLE)], dtype=np.uint64)
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MAX_PERM = 256
+_rng = np.random.RandomState(20261125)
+_PERM_A = _rng.randint(1, (1 << 61) - 1, size=_MAX_PERM, dtype=np.uint64)
+_PERM_B = _rng.randint(0, (1 << 61) - 1, size=_MAX_PERM, dtype=np.uint64)
+_BAND_MIX = _rng.randint(1, (1 << 63) - 1, size=64, dtype=np.uint64) | np.uint64(1)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def shingle_sequence(tokens: Sequence[str]) -> np.ndarray:
+    """Stable 64-bit hashes of each word ``SHINGLE``-gram, in text order.
+
+    A text shorter than one shingle gives one hash of all its words.
+    """
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    word_hashes = np.fromiter(
+        (zlib.crc32(token.encode("utf-8")) for token in tokens),
+        dtype=np.uint64,
+        count=len(tokens),
+    )
+    with np.errstate(over="ignore"):
+        if len(tokens) < SHINGLE:
+            return np.array([(word_hashes * _SHINGLE_MIX[: len(tokens)]).sum()], np.uint64)
+        windows = np.lib.stride_tricks.sliding_window_view(word_hashes, SHINGLE)
+        return (windows * _SHINGLE_MIX).sum(axis=1)
+
+
+def minhash(shingles: np.ndarray, num_perm: int, offset: int = 0) -> np.ndarray:
+    """MinHash signature: the minimum of ``num_perm`` universal hashes over the shingles.
+
+    ``offset`` selects a different slice of hash functions, so two signatures of one
+    article (body and lead) are independent.
+    """
+    a = _PERM_A[offset : offset + num_perm]
+    b = _PERM_B[offset : offset + num_perm]
+    folded = ((shingles ^ (shingles >> np.uint64(32))) & np.uint64(0xFFFFFFFF))[:, None]
+    with np.errstate(over="ignore"):
+        return ((folded * a + b) % _MERSENNE).min(axis=0)
+
+
+def band_keys(signature: np.ndarray, rows: int, salt: int) -> list[int]:
+    """One signed 64-bit key per band of ``rows`` values, salted by the band's identity.
+
+    ``salt`` keeps bands of different indexes (and of different signatures) apart, so
+    equal values in band 3 and band 7 do not collide.
+    """
+    bands = signature.reshape(-1, rows)
+    count = bands.shape[0]
+    identity = (np.arange(count, dtype=np.uint64) + np.uint64(salt)) * _GOLDEN
+    with np.errstate(over="ignore"):
+        mixed = (bands * _BAND_MIX[:rows]).sum(axis=1) ^ identity
+        mixed = (mixed ^ (mixed >> np.uint64(29))) * _GOLDEN
+    return [int(key) for key in mixed.view(np.int64)]
+
+
+# -- similarity --------------------------------------------------------------------------
+
+#: How many opening shingles stand for "the lead" when checking where overlap starts.
+LEAD_SHINGLES = 10
+#: The lead of the smaller text must appear within this many shingles of the larger's start.
+LEAD_WINDOW = 40
+#: Without a shared lead, the overlap must also be this share of the larger text.
+MIN_LARGER_COVERAGE = 0.3
+
+
+@dataclass(frozen=True)
+class Score:
+    """How two bodies overlap.
+
+    ``containment`` is the share of the smaller body's shingles found in the larger
+    one: an abridged copy (the first 60% of the original) scores ~1, where Jaccard
+    would give 0.6. ``coverage`` is the same overlap as a share of the larger body,
+    and ``shared_lead`` says whether the smaller body's opening sits at the start of
+    the larger one. A republished copy shares the lead or most of the text; an
+    article that quotes two or three sentences of another has neither.
+    """
+
+    containment: float
+    coverage: float
+    shared_lead: bool
+
+    def is_duplicate(self, threshold: float) -> bool:
+        """Enough of the smaller body is in the larger, and it is not a mere quotation."""
+        return self.containment >= threshold and (
+            self.shared_lead or self.coverage >= MIN_LARGER_COVERAGE
+        )
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> Score:
+    """Compare two shingle sequences (from ``shingle_sequence`` of ``body_tokens``)."""
+    if a.size == 0 or b.size == 0:
+        return Score(0.0, 0.0, False)
+    set_a, set_b = np.unique(a), np.unique(b)
+    small, large = (a, b) if set_a.size <= set_b.size else (b, a)
+    small_set, large_set = (set_a, set_b) if set_a.size <= set_b.size else (set_b, set_a)
+    common = np.intersect1d(small_set, large_set, assume_unique=True).size
+    lead = small[:LEAD_SHINGLES]
+    shared_lead = int(np.isin(lead, large[:LEAD_WINDOW]).sum()) >= min(2, lead.size)
+    return Score(common / small_set.size, common / large_set.size, shared_lead)
