@@ -27,6 +27,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import feedparser
 from bs4 import BeautifulSoup, Tag
 from lxml import etree
+from soupsieve import SelectorSyntaxError
 
 from monitor.config import SourceConfig
 from monitor.errors import PermanentFetchError
@@ -160,9 +161,19 @@ def _utf8_document(response: Response) -> bytes:
     return text.encode("utf-8")
 
 
+_BENIGN_FEED_PROBLEMS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
+
 def _looks_like_html(text: str) -> bool:
-    head = text[:2048].lstrip().lower()
-    return head.startswith("<!doctype html") or head.startswith("<html")
+    head = text[:4096].lower()
+    return bool(re.search(r"<!doctype html|<html[\s>]", head)) and not re.search(
+        r"<(rss|feed|rdf:rdf)[\s>]", head
+    )
+
+
+def _has_content(entry: Any) -> bool:
+    """feedparser turns stray tags of broken XML into empty entries; those are not items."""
+    return any(entry.get(name) for name in ("id", "link", "title", "summary", "content"))
 
 
 def _from_feed(response: Response) -> list[Item]:
@@ -174,11 +185,15 @@ def _from_feed(response: Response) -> list[Item]:
         sanitize_html=True,
         resolve_relative_uris=False,
     )
-    entries = parsed.get("entries") or []
-    if not parsed.get("version") and not entries:
+    entries = [e for e in parsed.get("entries") or [] if _has_content(e)]
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if isinstance(problem, _BENIGN_FEED_PROBLEMS):
+        problem = None
+    if not entries and (problem is not None or not parsed.get("version")):
+        # Broken XML with entries is still used (feedparser recovers what it can);
+        # broken XML without any is an error to report, not an empty feed to trust.
         if _looks_like_html(response.text):
             raise PermanentFetchError("not a feed: the URL returns an HTML page")
-        problem = parsed.get("bozo_exception")
         detail = str(problem) if problem else "no RSS or Atom elements found"
         raise PermanentFetchError(f"malformed feed: {detail}")
     guid_counts: dict[str, set[str | None]] = {}
@@ -311,7 +326,7 @@ def _from_html(source: SourceConfig, response: Response) -> list[Item]:
             items.append(
                 Item(key=f"link:{url}", url=url, title=title, published=published, summary=None)
             )
-    except ValueError as exc:  # soupsieve rejects a selector: a config problem, said plainly
+    except (ValueError, SelectorSyntaxError) as exc:  # a config problem, said plainly
         raise PermanentFetchError(f"bad CSS selector in source {source.name!r}: {exc}") from exc
     return items
 

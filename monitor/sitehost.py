@@ -8,6 +8,7 @@ path with :meth:`SiteHost.fault`, the way a flaky site would misbehave:
     host.fault("/b/page.html", delay=2.0)          # slow first byte
     host.fault("/b/page.html", reset=True)         # connection reset mid-body
     host.fault("/c/big.html", truncate=100)        # Content-Length lies, body stops early
+    host.fault("/d/huge", body=b"x" * 65536, repeat=512, chunked=True)  # 32 MiB, no length
 
 Layout: ``root/<site>/<path>``; a request for ``/<site>/<path>`` serves that file.
 All sites share one host, so they share ``/robots.txt``: ``root/robots.txt`` when it
@@ -46,6 +47,8 @@ class Fault:
     truncate: int | None = None
     gzip_body: bool = False
     times: int | None = None  # apply this many times, then behave normally
+    repeat: int = 1  # send ``body`` this many times (streamed: huge bodies cost no memory)
+    chunked: bool = False  # Transfer-Encoding: chunked, so no Content-Length announces the size
 
 
 _TEXT_SUFFIXES = {".html", ".htm", ".xml", ".rss", ".atom", ".txt", ".opml"}
@@ -228,10 +231,17 @@ class _SiteRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        if status != 304:
-            self.send_header("Content-Length", str(len(body)))
+        repeat = fault.repeat if fault else 1
+        chunked = bool(fault and fault.chunked)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif status != 304:
+            self.send_header("Content-Length", str(len(body) * repeat))
         self.end_headers()
         if head or status == 304:
+            return
+        if chunked or repeat != 1:
+            self._stream(body, repeat, chunked)
             return
         if fault and (fault.reset or fault.truncate is not None):
             cut = fault.truncate if fault.truncate is not None else len(body) // 2
@@ -245,3 +255,16 @@ class _SiteRequestHandler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         self.wfile.write(body)
+
+    def _stream(self, body: bytes, repeat: int, chunked: bool) -> None:
+        """Write ``body`` ``repeat`` times; stop quietly when the client hangs up (it may)."""
+        try:
+            for _ in range(repeat):
+                if chunked:
+                    self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+                else:
+                    self.wfile.write(body)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True

@@ -1,0 +1,224 @@
+"""Discovery against real fixture feeds served on 127.0.0.1 (fixtures/feeds/*)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.config import FetchConfig, Selectors, SourceConfig
+from monitor.discover import Item, discover, discover_all, feed_links, parse_date
+from monitor.errors import PermanentFetchError
+from monitor.fetch import Fetcher, Response
+from monitor.sitehost import SiteHost
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SETTINGS = FetchConfig(
+    allow_private_networks=True,
+    min_delay=0,
+    connect_timeout=2,
+    read_timeout=2,
+    total_timeout=5,
+)
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[SiteHost]:
+    with SiteHost(FIXTURES) as site:
+        yield site
+
+
+def fetch(host: SiteHost, path: str) -> Response:
+    async def run() -> Response:
+        async with Fetcher(SETTINGS) as fetcher:
+            return await fetcher.get(host.url(path))
+
+    return asyncio.run(run())
+
+
+def source(host: SiteHost, path: str, **options: object) -> SourceConfig:
+    return SourceConfig(name="test", url=host.url(path), **options)  # type: ignore[arg-type]
+
+
+def days_since(year: int) -> float:
+    """A lastmod window reaching back to 1 January of ``year``, whatever today is."""
+    return (datetime.now(UTC) - datetime(year, 1, 1, tzinfo=UTC)).days + 1
+
+
+def test_rss2_keys_links_and_linkless_items(host: SiteHost) -> None:
+    items = discover(source(host, "feeds/rss2.xml"), fetch(host, "feeds/rss2.xml"))
+    site = host.base_url
+    assert [i.key for i in items] == [
+        "guid:tag:ipnews,2026:1",
+        "guid:tag:ipnews,2026:2",
+        f"link:{site}/feeds/articles/three.html",
+        f"link:{site}/feeds/articles/four.html",
+        "title:Notice without a link|2026-11-20T08:00:00+00:00",
+    ]
+    assert items[0].url == f"{site}/feeds/articles/one.html"
+    assert items[0].published == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    assert items[0].summary == "The guidelines take effect in January."
+    assert items[1].published == datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+    linkless = items[4]
+    assert linkless.url is None
+    assert linkless.summary == "Office closed on Monday for maintenance of the filing system."
+
+
+def test_rss1_and_rss091_and_atom(host: SiteHost) -> None:
+    site = host.base_url
+    rdf = discover(source(host, "feeds/rss1.xml"), fetch(host, "feeds/rss1.xml"))
+    assert [i.url for i in rdf] == [
+        f"{site}/feeds/articles/rdf-a.html",
+        f"{site}/feeds/articles/rdf-b.html",
+    ]
+    assert rdf[0].published == datetime(2026, 11, 19, 12, tzinfo=UTC)
+
+    old = discover(source(host, "feeds/rss091.xml"), fetch(host, "feeds/rss091.xml"))
+    assert [(i.key, i.title) for i in old] == [
+        (f"link:{site}/feeds/articles/old.html", "Café law reform")
+    ]
+
+    atom = discover(source(host, "feeds/atom.xml"), fetch(host, "feeds/atom.xml"))
+    assert [(i.key, i.url) for i in atom] == [
+        (
+            "guid:urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a",
+            f"{site}/feeds/articles/atom-1.html",
+        ),
+        ("guid:urn:uuid:2", f"{site}/feeds/articles/atom-2.html"),
+    ]
+    assert atom[0].title == "EU–China GI agreement: 100 more names"
+    assert atom[1].published == datetime(2026, 11, 22, 8, tzinfo=UTC)
+
+
+def test_keys_are_stable_across_fetches_and_ports(host: SiteHost) -> None:
+    """A GUID like "1234" must not be turned into a URL of wherever the feed is served."""
+    first = discover(source(host, "feeds/rss2.xml"), fetch(host, "feeds/rss2.xml"))
+    with SiteHost(FIXTURES) as other:
+        again = discover(source(other, "feeds/rss2.xml"), fetch(other, "feeds/rss2.xml"))
+    assert [i.key for i in first][:2] == [i.key for i in again][:2]
+
+
+def test_empty_feed_is_not_an_error(host: SiteHost) -> None:
+    assert discover(source(host, "feeds/empty.xml"), fetch(host, "feeds/empty.xml")) == []
+
+
+def test_malformed_feed_raises_plainly(host: SiteHost) -> None:
+    with pytest.raises(PermanentFetchError, match=r"^malformed feed"):
+        discover(source(host, "feeds/malformed.xml"), fetch(host, "feeds/malformed.xml"))
+
+
+def test_html_page_where_a_feed_was_expected(host: SiteHost) -> None:
+    with pytest.raises(PermanentFetchError, match="not a feed"):
+        discover(source(host, "feeds/homepage.html"), fetch(host, "feeds/homepage.html"))
+
+
+def test_html_listing_with_selectors(host: SiteHost) -> None:
+    config = source(
+        host,
+        "feeds/listing.html",
+        kind="html",
+        selectors=Selectors(link="a.headline", item="li.story", title="h3", date="time"),
+    )
+    items = discover(config, fetch(host, "feeds/listing.html"))
+    site = host.base_url
+    assert [i.url for i in items] == [
+        f"{site}/feeds/articles/h1.html",
+        f"{site}/news/h2.html",
+        "https://example.org/h3.html",
+    ]
+    assert [i.title for i in items] == [
+        "Patent law amended",
+        "Copyright office report",
+        "Elsewhere story",
+    ]
+    assert items[0].published == datetime(2026, 11, 20, 7, tzinfo=UTC)
+    assert items[1].published == datetime(2026, 11, 21, tzinfo=UTC)
+    assert all(i.key == f"link:{i.url}" for i in items)
+
+
+def test_html_listing_without_item_scope(host: SiteHost) -> None:
+    config = source(host, "feeds/listing.html", kind="html", selectors=Selectors(link="a.headline"))
+    items = discover(config, fetch(host, "feeds/listing.html"))
+    assert len(items) == 3
+    assert items[2].title == "Elsewhere story"
+
+
+def test_bad_selector_names_the_source(host: SiteHost) -> None:
+    config = source(host, "feeds/listing.html", kind="html", selectors=Selectors(link="a[[["))
+    with pytest.raises(PermanentFetchError, match="bad CSS selector in source 'test'"):
+        discover(config, fetch(host, "feeds/listing.html"))
+
+
+def test_sitemap_lastmod_window(host: SiteHost) -> None:
+    config = source(host, "feeds/sitemap.xml", kind="sitemap", lastmod_days=days_since(2025))
+    items = discover(config, fetch(host, "feeds/sitemap.xml"))
+    site = host.base_url
+    assert [i.url for i in items] == [
+        f"{site}/feeds/articles/s1.html",
+        f"{site}/feeds/articles/s3.html",
+        f"{site}/feeds/articles/s4.html",
+    ]
+    wide = source(host, "feeds/sitemap.xml", kind="sitemap", lastmod_days=days_since(2019))
+    assert len(discover(wide, fetch(host, "feeds/sitemap.xml"))) == 4
+
+
+def test_google_news_sitemap(host: SiteHost) -> None:
+    config = source(host, "feeds/news-sitemap.xml", kind="sitemap", lastmod_days=days_since(2025))
+    items = discover(config, fetch(host, "feeds/news-sitemap.xml"))
+    assert [(i.url, i.title, i.published) for i in items] == [
+        (
+            f"{host.base_url}/feeds/articles/n1.html",
+            "Trade secrets rule issued",
+            datetime(2026, 11, 23, 8, tzinfo=UTC),
+        )
+    ]
+
+
+def test_sitemap_index_followed_by_discover_all(host: SiteHost) -> None:
+    config = source(host, "feeds/sitemap-index.xml", kind="sitemap", lastmod_days=days_since(2025))
+    index = fetch(host, "feeds/sitemap-index.xml")
+    with pytest.raises(PermanentFetchError, match="discover_all"):
+        discover(config, index)
+    before = host.counts["/feeds/old-sitemap.xml"]
+
+    async def run() -> list[Item]:
+        async with Fetcher(SETTINGS) as fetcher:
+            return await discover_all(config, index, fetcher.get)
+
+    items = asyncio.run(run())
+    names = sorted(i.url.rsplit("/", 1)[1] for i in items if i.url)
+    assert names == ["n1.html", "s1.html", "s3.html", "s4.html"]
+    assert host.counts["/feeds/old-sitemap.xml"] == before
+    assert host.counts["/feeds/gone.xml"] >= 1
+
+
+def test_not_a_sitemap(host: SiteHost) -> None:
+    config = source(host, "feeds/rss2.xml", kind="sitemap")
+    with pytest.raises(PermanentFetchError, match="not a sitemap"):
+        discover(config, fetch(host, "feeds/rss2.xml"))
+
+
+def test_feed_links_from_alternate(host: SiteHost) -> None:
+    site = host.base_url
+    assert feed_links(fetch(host, "feeds/homepage.html")) == [
+        f"{site}/feeds/rss2.xml",
+        f"{site}/feeds/atom.xml",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-20", datetime(2026, 11, 20, tzinfo=UTC)),
+        ("2026-11-20T10:00:00+02:00", datetime(2026, 11, 20, 8, tzinfo=UTC)),
+        ("Fri, 20 Nov 2026 09:00:00 GMT", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("21 November 2026", datetime(2026, 11, 21, tzinfo=UTC)),
+        ("not a date", None),
+        ("", None),
+    ],
+)
+def test_parse_date(text: str, expected: datetime | None) -> None:
+    assert parse_date(text) == expected
