@@ -99,10 +99,26 @@ class FetchConfig(_Model):
     allow_private_networks: bool = Field(
         False, description="Allow loopback/private addresses (needed for local test sites)."
     )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks allowed anyway, as CIDR ('10.1.2.0/24').",
+    )
     max_backoff: float = Field(86400, description="Longest wait after repeated failures ('1d').")
     max_new_articles: int = Field(50, ge=1, description="New article pages fetched per source per run.")
 
     _durations = field_validator("robots_ttl", "max_backoff", mode="before")(parse_duration)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not a network like '10.1.2.0/24'") from exc
+        return value
 
 
 class SmtpConfig(_Model):
