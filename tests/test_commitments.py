@@ -57,6 +57,25 @@ HARD_NEGATIVES = {
         "China bought 58 percent of the US goods it committed to buy under the Phase One trade "
         "deal. Officials pledged to protect intellectual property and buy more soybeans.",
     ),
+    "FDA supplemental data, not Chinese patent examination": (
+        "FDA reviews supplemental data for cancer drug",
+        "The FDA asked the drug maker for supplemental data before approving a new indication. "
+        "The company's patent on the drug runs until 2031.",
+    ),
+    "foreign firms suing in Chinese courts, not Chinese firms abroad": (
+        "Foreign plaintiffs win most IP cases in Beijing",
+        "Overseas brand owners filed more than 4,000 trademark and patent lawsuits in the Beijing "
+        "court, and foreign companies won most of the intellectual property disputes they brought.",
+    ),
+    "fake news is not a counterfeit": (
+        "China cracks down on online rumours about public health",
+        "Chinese regulators closed accounts spreading fake news about vaccine safety and health, "
+        "and police launched a campaign against online rumours.",
+    ),
+    "Real Madrid is not the Madrid System": (
+        "中国球员加盟皇家马德里青年队",
+        "据报道，一名中国年轻球员近日加盟皇家马德里青年队，成为首位进入该俱乐部梯队的中国球员。",
+    ),
     "Hague tribunal, not the Hague design system": (
         "Hague tribunal rules against China in South China Sea case",
         "An international tribunal in The Hague ruled that China's claims lack legal basis, and "
