@@ -112,6 +112,16 @@ class StoryItem:
     date: str
     evidence: tuple[Segment, ...]
     score: float
+    #: Set when the story was mailed before and these sources joined it since.
+    new_sources: tuple[str, ...] = ()
+
+    @property
+    def updated(self) -> bool:
+        return bool(self.new_sources)
+
+    @property
+    def update_note(self) -> str:
+        return f"Updated: new since the last digest: {', '.join(self.new_sources)}"
 
     @property
     def also_reported(self) -> str:
@@ -210,6 +220,27 @@ WHERE h.score >= :min_score
   AND NOT EXISTS (
       SELECT 1 FROM digest_items di JOIN digests d ON d.id = di.digest_id
       WHERE di.hit_id = h.id AND d.group_name = :group AND d.state != 'failed')
+ORDER BY h.id
+"""
+
+#: Hits already in a (not failed) digest of the group, with when they were last mailed.
+_MAILED_SQL = """
+WITH mailed AS (
+    SELECT di.hit_id, MAX(d.created_at) AS last_mailed
+    FROM digest_items di JOIN digests d ON d.id = di.digest_id
+    WHERE d.group_name = :group AND d.state != 'failed'
+    GROUP BY di.hit_id
+)
+SELECT h.id AS hit_id, h.story_id, h.commitment_id, h.score, h.evidence, mailed.last_mailed,
+       s.title AS story_title, s.first_seen_at,
+       pa.url AS primary_url, pa.title AS primary_title, pa.published AS primary_published,
+       ps.name AS primary_source
+FROM mailed
+JOIN hits h ON h.id = mailed.hit_id
+JOIN stories s ON s.id = h.story_id
+LEFT JOIN articles pa ON pa.id = COALESCE(s.primary_article_id, h.article_id)
+LEFT JOIN sources ps ON ps.id = pa.source_id
+WHERE h.score >= :min_score AND s.updated_at > mailed.last_mailed
 ORDER BY h.id
 """
 
@@ -364,40 +395,73 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def _story_item(
+    store: Store, row: sqlite3.Row, zone: ZoneInfo, new_sources: tuple[str, ...] = ()
+) -> StoryItem:
+    try:
+        evidence = json.loads(row["evidence"] or "[]")
+    except ValueError:
+        evidence = []
+    return StoryItem(
+        hit_id=row["hit_id"],
+        story_id=row["story_id"],
+        headline=_clean(row["story_title"]) or _clean(row["primary_title"]) or "(untitled)",
+        url=safe_url(row["primary_url"]),
+        source=_clean(row["primary_source"]),
+        other_sources=_other_sources(store, row["story_id"], row["primary_source"]),
+        date=_story_date(row["primary_published"], row["first_seen_at"], zone),
+        evidence=_segments(evidence),
+        score=float(row["score"]),
+        new_sources=new_sources,
+    )
+
+
+def _new_sources(store: Store, story_id: int, since: str, until: str) -> tuple[str, ...]:
+    """Sources whose first article in the story was fetched in (since, until]."""
+    rows = store.query(
+        """SELECT src.name FROM articles a JOIN sources src ON src.id = a.source_id
+           WHERE a.story_id = :story AND a.fetched_at > :since AND a.fetched_at <= :until
+             AND a.source_id NOT IN (
+                 SELECT b.source_id FROM articles b
+                 WHERE b.story_id = :story AND b.fetched_at <= :since AND b.source_id IS NOT NULL)
+           GROUP BY src.id ORDER BY src.name COLLATE NOCASE""",
+        {"story": story_id, "since": since, "until": until},
+    )
+    return tuple(_clean(row[0]) for row in rows)
+
+
 def collect(store: Store, config: Config, group: DigestConfig, moment: datetime) -> DigestContent:
-    """Read what the group's next digest would contain at ``moment`` (no writes)."""
+    """Read what the group's next digest would contain at ``moment`` (no writes).
+
+    New items: the group's hits in no earlier (not failed) digest of the group.
+    Updated items: hits already mailed whose story gained a source since, shown once
+    per new source (the new digest lists them again, which moves the baseline).
+    """
     zone = _zone(config, group)
     commitments = _group_commitments(store, group)
-    rows = store.query(
-        _CANDIDATES_SQL,
-        {"min_score": group.min_score, "now": clock.iso(moment), "group": group.name},
-    )
+    params = {"min_score": group.min_score, "now": clock.iso(moment), "group": group.name}
     by_commitment: dict[str, list[StoryItem]] = {}
     hit_ids: list[int] = []
-    for row in rows:
+    new_count = updated_count = 0
+    for row in store.query(_CANDIDATES_SQL, params):
+        if row["commitment_id"] in commitments:
+            by_commitment.setdefault(row["commitment_id"], []).append(_story_item(store, row, zone))
+            hit_ids.append(row["hit_id"])
+            new_count += 1
+    for row in store.query(_MAILED_SQL, params):
         if row["commitment_id"] not in commitments:
             continue
-        try:
-            evidence = json.loads(row["evidence"] or "[]")
-        except ValueError:
-            evidence = []
-        item = StoryItem(
-            hit_id=row["hit_id"],
-            story_id=row["story_id"],
-            headline=_clean(row["story_title"]) or _clean(row["primary_title"]) or "(untitled)",
-            url=safe_url(row["primary_url"]),
-            source=_clean(row["primary_source"]),
-            other_sources=_other_sources(store, row["story_id"], row["primary_source"]),
-            date=_story_date(row["primary_published"], row["first_seen_at"], zone),
-            evidence=_segments(evidence),
-            score=float(row["score"]),
-        )
-        by_commitment.setdefault(row["commitment_id"], []).append(item)
-        hit_ids.append(row["hit_id"])
+        added = _new_sources(store, row["story_id"], row["last_mailed"], clock.iso(moment) or "")
+        if added:
+            by_commitment.setdefault(row["commitment_id"], []).append(
+                _story_item(store, row, zone, added)
+            )
+            hit_ids.append(row["hit_id"])
+            updated_count += 1
     sections = []
     for commitment_id, items in by_commitment.items():
         info = commitments[commitment_id]
-        items.sort(key=lambda i: (-i.score, i.headline.lower(), i.story_id))
+        items.sort(key=lambda i: (i.updated, -i.score, i.headline.lower(), i.story_id))
         sections.append(
             CommitmentSection(
                 id=commitment_id,
@@ -414,9 +478,13 @@ def collect(store: Store, config: Config, group: DigestConfig, moment: datetime)
         "SELECT MAX(period_end) FROM digests WHERE group_name = ? AND period_end <= ?",
         (group.name, clock.iso(moment)),
     )
-    item_count = sum(len(s.items) for s in sections)
-    if item_count:
-        summary = f"{_plural(item_count, 'new item')} on {_plural(len(sections), 'commitment')}"
+    counts = []
+    if new_count:
+        counts.append(_plural(new_count, "new item"))
+    if updated_count:
+        counts.append(f"{updated_count} updated")
+    if counts:
+        summary = f"{' and '.join(counts)} on {_plural(len(sections), 'commitment')}"
     else:
         summary = "nothing new"
     since = clock.parse_iso(previous)

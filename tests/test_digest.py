@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import lxml.html
 import pytest
 
 from monitor.config import Config, SmtpConfig
 from monitor.digest import build_digest, deliver_pending, recipients_of, render_preview
-from monitor.digest_fixture import FIXTURE_GROUP, fixture_clock, fixture_config, load_fixture
+from monitor.digest_fixture import (
+    FIXTURE_GROUP,
+    add_hit,
+    add_story,
+    fixture_clock,
+    fixture_config,
+    load_fixture,
+)
 from monitor.smtpsink import SmtpSink
 from monitor.store import Store
 
@@ -149,3 +157,87 @@ def test_preview_writes_nothing(tmp_path: Path, store: Store, clock_now: datetim
     assert "3 new items on 2 commitments" in text and "<html" in html
     assert store.scalar("SELECT COUNT(*) FROM digests") == 0
     assert not config.outbox_path.exists()
+
+
+def test_story_gaining_a_source_is_shown_once_as_updated(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    later = clock_now + timedelta(hours=5)
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO articles (id, url, canonical_url, source_id, story_id, title, text,"
+            " fetched_at) VALUES (14, 'https://wipo.example/n/1', 'https://wipo.example/n/1',"
+            " 4, 1, 'WIPO notes SPC ruling', '', ?)",
+            (later.isoformat(),),
+        )
+        conn.execute("UPDATE stories SET updated_at = ? WHERE id = 1", (later.isoformat(),))
+
+    html, text = render_preview(store, config, FIXTURE_GROUP, now=later)
+    flat = " ".join(text.split())
+    assert "1 new item and 1 updated on 1 commitment" in flat  # hit 6 is new, story 1 updated
+    assert "Updated: new since the last digest: WIPO news" in flat
+    assert "Updated: new since the last digest: WIPO news" in html
+
+    build_digest(store, config, FIXTURE_GROUP, now=later)
+    _, again = render_preview(store, config, FIXTURE_GROUP, now=later + timedelta(hours=1))
+    assert "Updated" not in again and "nothing new" in again.lower()
+
+
+HOSTILE_TITLE = '</a><script>alert("t")</script><img src=x onerror=alert(1)> "q" & \'s\''
+EVIDENCE = [{"field": "text", "spans": [[0, 8]], "text": "<script>alert(3)</script> trade secret"}]
+HOSTILE_LINKS = [
+    'https://evil.example/x"onmouseover="alert(1)"><script>alert(2)</script>',
+    "javascript:alert(document.cookie)",
+    "  JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "//evil.example/no-scheme",
+]
+
+
+def test_web_content_is_escaped_and_only_http_links_survive(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    with store.transaction() as conn:
+        conn.execute("UPDATE sources SET name = '<b onclick=\"x()\">Evil</b> Source' WHERE id = 2")
+        for n, link in enumerate(HOSTILE_LINKS):
+            add_story(
+                conn,
+                {
+                    "id": 200 + n,
+                    "title": f"{HOSTILE_TITLE} #{n}",
+                    "first_seen_at": "2026-11-24T09:00:00+00:00",
+                    "articles": [
+                        {
+                            "id": 2000 + n,
+                            "source_id": 2,
+                            "url": link,
+                            "title": "t",
+                            "published": None,
+                        }
+                    ],
+                },
+            )
+            add_hit(conn, {"story_id": 200 + n, "article_id": 2000 + n,
+                           "commitment_id": "PO-1.5", "score": 9.0 - n,
+                           "matched_at": "2026-11-24T09:00:00+00:00",
+                           "evidence": EVIDENCE})  # fmt: skip
+
+    html, text = render_preview(store, config, FIXTURE_GROUP, now=clock_now)
+
+    tree = lxml.html.fromstring(html)
+    assert tree.xpath("//script") == [] and tree.xpath("//img") == []
+    handlers = [a for el in tree.iter() for a in el.attrib if a.lower().startswith("on")]
+    assert handlers == []
+    hrefs = [a.get("href") for a in tree.xpath("//a")]
+    assert hrefs and all(h.startswith(("https://", "http://")) for h in hrefs)
+    assert "https://evil.example/x%22onmouseover=%22alert(1)%22%3E%3Cscript%3Ealert(2)" in hrefs[0]
+    headings = [" ".join(el.text_content().split()) for el in tree.xpath("//*[@class]")]
+    assert f"{HOSTILE_TITLE} #0" in headings  # shown as text, exactly
+    assert '<b onclick="x()">Evil</b> Source' in tree.text_content()
+    assert [m.text_content() for m in tree.xpath("//mark")][:1] == ["<script>"]
+    for bad in ("javascript:", "JaVaScRiPt:", "data:text"):
+        assert bad not in html and bad not in text
+    assert f"{HOSTILE_TITLE} #3" in " ".join(text.split())
