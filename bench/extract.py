@@ -30,7 +30,7 @@ import trafilatura
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.extract import extract  # noqa: E402
+from monitor.extract import extract
 
 TOKEN_RE = re.compile(r"\w+")
 SHINGLE_SIZE = 4

@@ -1,0 +1,186 @@
+"""Turn trafilatura's body tree into clean paragraphs, dropping what readers see as chrome.
+
+Trafilatura finds the article region well, but inside it keeps lines that are not the
+article: the headline again (pages repeat it in the body, some three times), "READ MORE:"
+teasers and related-link lists, share and follow prompts, newsletter and cookie notices,
+and reporting credits. Each rule here removes one such kind, judged on the line's text and
+on how much of it is link text, never on the site it comes from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from lxml.etree import _Element
+
+MAX_BOILERPLATE_CHARS = 220
+LINK_DENSE = 0.6  # share of a short line that, as link text, makes it a teaser
+MIN_TEASER_CHARS = 12
+
+# Whole lines that are chrome in any article. Anchored and short-line only: a sentence in
+# the story that merely mentions "cookies" or "newsletter" is never touched.
+BOILERPLATE_LINE = re.compile(
+    r"""^(?:
+        (?:read|see|watch|view|show|load|click|tap)\s+(?:more|also|here|next|full|all|the\ full)\b
+      | (?:related|more|also|recommended|trending|popular|most\ read)
+            (?:\s+(?:articles?|stories|posts?|links?|content|news|reading|coverage
+                   |on\ \S+|in\ [\w ]+))?\s*[:.…]*$
+      | (?:also\ on|more\ on|more\ from|related:|related\ \w+:|read\ next|up\ next
+         |don'?t\ miss|must\ read)
+      | you\ (?:may|might)\ (?:also\ )?(?:like|enjoy|be\ interested)
+      | (?:share|tweet|email|print|pin|save)(?:\s+(?:this|on|via|the|article|story|post|it|page))*\b
+      | (?:follow|like|join)\ (?:us|me|@|\w+\ on\ (?:twitter|facebook|instagram|linkedin|youtube))
+      | sign\ up\b | subscribe\b | get\ (?:the|our)\ (?:\w+\ )?newsletter
+      | (?:click|tap)\ here\b
+      | (?:copyright|©|\(c\)\s*\d{4}|all\ rights\ reserved)
+      | (?:advertisement|sponsored|ad\ feedback|skip\ (?:to|ad))\b
+      | (?:comments?|\d+\ comments?|leave\ a\ (?:comment|reply)|add\ a\ comment|show\ comments?)\s*$
+      | (?:by\ continuing|we\ use\ cookies|this\ (?:web)?site\ uses\ cookies
+         |accept(?:\ all)?\ cookies|cookie\ (?:policy|settings|notice))
+      | (?:close|accept|ok|got\ it|dismiss)\s*$
+      | (?:whatsapp|facebook|twitter|linkedin|reddit|telegram|pinterest|e-?mail|messenger)
+            (?:\s+(?:chat|share|it))?\s*$
+      | (?:tags?|filed\ under|categories|topics)\s*:
+      | (?:image|photo|picture|video)\s*(?:credit|source|courtesy)?\s*:
+      | this\ (?:article|story)\ (?:has\ been\ sent|was\ (?:originally\ )?published)
+      | an\ error\ has\ occurred
+      | order\ reprints | print\ article
+      | (?:updated|published|posted|last\ (?:updated|modified))
+            \s*(?:on|at)?\s*:?\s*(?:\w+\.?,?\s+)?\d
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+RULE_LINE = re.compile(r"^[\W_]*$")  # "___", "* * *": separators, no words
+WORD = re.compile(r"\w+")
+
+
+@dataclass
+class Line:
+    """One line of the article as the reader will see it, and where it came from."""
+
+    text: str
+    kind: str  # trafilatura's element: p, head, item, quote, row, ...
+    block: int  # lines of one block are joined by "\n", blocks by "\n\n"
+
+
+def body_lines(body: _Element) -> list[Line]:
+    """Lines of trafilatura's body, split at its <lb/>, list items and table rows."""
+    lines: list[Line] = []
+    for block_index, element in enumerate(body):
+        kind = str(element.tag)
+        if kind in ("list", "table"):
+            rows = element.iter("item") if kind == "list" else element.iter("row")
+            for row in rows:
+                lines.extend(_split(row, "item" if kind == "list" else "row", block_index))
+        else:
+            lines.extend(_split(element, kind, block_index))
+    return lines
+
+
+def _split(element: _Element, kind: str, block: int) -> Iterator[Line]:
+    """Text of one element cut at <lb/>; nested lists are read as their own items."""
+    parts: list[str] = []
+
+    def walk(node: _Element) -> Iterator[Line]:
+        nonlocal parts
+        if node.text:
+            parts.append(node.text)
+        for child in node:
+            if child.tag == "lb":
+                yield from flush()
+            elif child.tag in ("list", "item", "row"):
+                pass
+            elif child.tag == "cell":
+                parts.append(" ")
+                yield from walk(child)
+            else:
+                yield from walk(child)
+            if child.tail:
+                parts.append(child.tail)
+
+    def flush() -> Iterator[Line]:
+        nonlocal parts
+        text = " ".join("".join(parts).split())
+        if text:
+            yield Line(text, kind, block)
+        parts = []
+
+    yield from walk(element)
+    yield from flush()
+
+
+def link_texts(tree: _Element) -> list[str]:
+    """Normalized texts of the page's links long enough to be headlines of other pages."""
+    found = {normalized("".join(a.itertext())) for a in tree.iter("a")}
+    return sorted((t for t in found if len(t) >= MIN_TEASER_CHARS), key=len, reverse=True)
+
+
+def is_teaser(text: str, links: list[str]) -> bool:
+    """A short line that is mostly the text of a link: "READ MORE: <headline>" and the like.
+
+    Long paragraphs that happen to be wrapped in a link (deal pages do this) are kept.
+    """
+    if len(text) > MAX_BOILERPLATE_CHARS:
+        return False
+    line = normalized(text)
+    if not line:
+        return False
+    for link in links:
+        if len(link) < LINK_DENSE * len(line):
+            break  # sorted by length: no shorter link can cover enough
+        if link in line:
+            return True
+    return False
+
+
+def normalized(text: str) -> str:
+    return " ".join(WORD.findall(text.casefold()))
+
+
+def is_title_line(line: Line, titles: Iterable[str]) -> bool:
+    """The headline repeated in the body, whole or as the part before a site name."""
+    text = normalized(line.text)
+    if not text:
+        return False
+    for title in titles:
+        if text == title:
+            return True
+        if line.kind == "head" and len(text) > 20 and (title.startswith(text) or text in title):
+            return True
+    return False
+
+
+def is_boilerplate(line: Line) -> bool:
+    """Chrome by its wording, or for having no words at all."""
+    text = line.text
+    if RULE_LINE.match(text):
+        return True
+    return len(text) <= MAX_BOILERPLATE_CHARS and bool(
+        BOILERPLATE_LINE.match(text.lstrip("-–—•*|>[( "))
+    )
+
+
+def clean_lines(lines: list[Line], titles: Iterable[str], links: list[str]) -> list[Line]:
+    """Drop title repeats, boilerplate lines and link teasers, keeping the order of the rest."""
+    normalized_titles = {normalized(t) for t in titles if normalized(t)}
+    return [
+        line
+        for line in lines
+        if not is_title_line(line, normalized_titles)
+        and not is_boilerplate(line)
+        and not is_teaser(line.text, links)
+    ]
+
+
+def render(lines: list[Line]) -> str:
+    """Paragraphs separated by blank lines; lines of a list or table stay together."""
+    blocks: list[list[str]] = []
+    previous = None
+    for line in lines:
+        if line.block != previous or line.kind not in ("item", "row"):
+            blocks.append([])
+        blocks[-1].append(line.text)
+        previous = line.block
+    return "\n\n".join("\n".join(block) for block in blocks)

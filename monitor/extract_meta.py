@@ -1,0 +1,186 @@
+"""Metadata of a parsed page for :mod:`monitor.extract`: title, date, authors, language, URL.
+
+Trafilatura's full ``extract_metadata`` also looks for categories, tags, licences and
+deep-copies the tree to search for bylines, which costs more than the article body
+itself. We call only the parts the pipeline uses, on the tree we already parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import htmldate
+import numpy
+import py3langid
+import py3langid.langid
+from lxml.html import HtmlElement
+from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
+from trafilatura.settings import Document
+
+TITLE_SEPARATORS = re.compile(r"\s+[–•·—|⁄*~‹«<›»>:-]\s+")
+LANGUAGE_SAMPLE_CHARS = 400
+MIN_LANGUAGE_SAMPLE_CHARS = 20
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+@dataclass(frozen=True)
+class PageMeta:
+    title: str
+    title_variants: tuple[str, ...]  # every form of the title a page may repeat in its body
+    authors: list[str]
+    canonical_url: str | None
+    description: str | None
+    declared_language: str | None  # <html lang>, only a hint: CMS templates often lie
+
+
+def read_meta(tree: HtmlElement, url: str | None) -> PageMeta:
+    """Read head metadata (OpenGraph, meta names, JSON-LD) before the tree is pruned."""
+    doc: Document = examine_meta(tree)
+    with contextlib.suppress(Exception):  # its JSON-LD walker trips on odd schemas
+        doc = extract_meta_json(tree, doc)
+    title = _clean(doc.title) or _clean(extract_title(tree)) or ""
+    return PageMeta(
+        title=title,
+        title_variants=_title_variants(tree, title),
+        authors=_split_authors(doc.author),
+        canonical_url=_canonical_url(tree, url),
+        description=_clean(doc.description),
+        declared_language=_declared_language(tree),
+    )
+
+
+def _clean(value: str | None) -> str | None:
+    if not value:
+        return None
+    return " ".join(value.split()) or None
+
+
+def _title_variants(tree: HtmlElement, title: str) -> tuple[str, ...]:
+    """The headline as og:title, <title> (with and without the site name) and <h1>."""
+    variants = {title}
+    head_title = tree.findtext(".//head/title")
+    if head_title:
+        head_title = " ".join(head_title.split())
+        variants.add(head_title)
+        variants.update(part for part in TITLE_SEPARATORS.split(head_title) if len(part) > 15)
+    for h1 in tree.iterfind(".//h1"):
+        text = " ".join(h1.text_content().split())
+        if text:
+            variants.add(text)
+    for name in ("og:title", "twitter:title"):
+        for node in tree.xpath(".//meta[@property=$name or @name=$name]/@content", name=name):
+            variants.add(" ".join(str(node).split()))
+    return tuple(v for v in variants if v)
+
+
+def _split_authors(value: str | None) -> list[str]:
+    if not value:
+        return []
+    seen: dict[str, None] = {}
+    for name in re.split(r";|\band\b|,(?=\s*\w+\s+\w+)", value):
+        name = " ".join(name.split()).strip(" ,")
+        if name and not name.startswith("http"):
+            seen.setdefault(name)
+    return list(seen)
+
+
+def _canonical_url(tree: HtmlElement, url: str | None) -> str | None:
+    """``<link rel=canonical>``, else og:url, resolved against the fetched URL."""
+    for href in (
+        *tree.xpath(".//link[@rel='canonical']/@href"),
+        *tree.xpath(".//meta[@property='og:url']/@content"),
+    ):
+        href = str(href).strip()
+        if href:
+            absolute = urljoin(url, href) if url else href
+            if absolute.startswith(("http://", "https://")):
+                return absolute
+    return None
+
+
+def _declared_language(tree: HtmlElement) -> str | None:
+    for value in (
+        tree.get("lang"),
+        tree.get("{http://www.w3.org/XML/1998/namespace}lang"),
+        *tree.xpath(".//meta[@http-equiv='content-language' or @property='og:locale']/@content"),
+    ):
+        if value:
+            code = re.split(r"[-_]", str(value).strip().lower())[0]
+            if len(code) == 2 and code.isalpha():
+                return code
+    return None
+
+
+def find_published(tree: HtmlElement, url: str | None) -> datetime | None:
+    """Publication date from JSON-LD, meta tags, visible text or, last, the URL.
+
+    htmldate looks in that order and prefers the original date over "updated".
+    A date given without a time zone is taken as UTC so that every value compares.
+    """
+    found = None
+    # Markup and URL first: cheap and exact. Only then the slower search of visible text.
+    for extensive in (False, True):
+        try:
+            found = htmldate.find_date(
+                tree,
+                url=url,
+                original_date=True,
+                outputformat=DATE_FORMAT,
+                extensive_search=extensive,
+            )
+        except Exception:  # htmldate is defensive, but a corrupt tree must not cost the article
+            found = None
+        if found:
+            break
+    if not found:
+        return None
+    try:
+        published = datetime.strptime(found, DATE_FORMAT)
+    except ValueError:
+        try:
+            published = datetime.fromisoformat(found)
+        except ValueError:
+            return None
+    return published if published.tzinfo else published.replace(tzinfo=UTC)
+
+
+def detect_language(text: str, declared: str | None) -> str | None:
+    """ISO 639-1 code of the text, by py3langid; the page's declared language if too short."""
+    sample = text[:LANGUAGE_SAMPLE_CHARS]
+    if len(sample.strip()) < MIN_LANGUAGE_SAMPLE_CHARS:
+        return declared
+    return _classify(sample)
+
+
+def _classify(sample: str) -> str:
+    """py3langid's naive Bayes, scored over the features present only.
+
+    ``py3langid.classify`` multiplies a dense 7,480-feature vector by the whole model,
+    a BLAS call that on a busy two-core machine costs more than the rest of the page's
+    language work; the features a short sample hits are a few hundred rows.
+    """
+    model = _langid_model()
+    try:
+        state, hits = 0, []
+        for byte in sample.encode("utf8", errors="surrogatepass"):
+            state = model.tk_nextmove[(state << 8) + byte]
+            hits.extend(model.tk_output.get(state, ()))
+        if not hits:
+            return str(py3langid.classify(sample)[0])
+        features, counts = numpy.unique(numpy.asarray(hits, dtype=numpy.intp), return_counts=True)
+        scores = counts @ model.nb_ptc[features] + model.nb_pc
+        return str(model.nb_classes[int(numpy.argmax(scores))])
+    except AttributeError:  # a py3langid release with other internals: use its own call
+        return str(py3langid.classify(sample)[0])
+
+
+@functools.cache
+def _langid_model() -> Any:
+    py3langid.langid.load_model()
+    return py3langid.langid.IDENTIFIER
