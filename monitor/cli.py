@@ -36,12 +36,8 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", envvar="MONITOR_CONFIG", help="Config directory."),
 ]
-DbOpt = Annotated[
-    Path | None, typer.Option("--db", envvar="MONITOR_DB", help="SQLite store path.")
-]
-FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="Output: table, json or csv.")
-]
+DbOpt = Annotated[Path | None, typer.Option("--db", envvar="MONITOR_DB", help="SQLite store path.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output: table, json or csv.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,10 +50,10 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            console.print(f"[bold red]config error:[/bold red] {exc}", markup=True, highlight=False)
+            typer.echo(f"config error: {exc}", err=True)
             raise typer.Exit(2) from None
         except MonitorError as exc:
-            console.print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -114,9 +110,7 @@ def once(
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("fetching sources", total=len(config.sources))
         report = asyncio.run(
-            pipeline.run_cycle(
-                force=all_sources, on_source_done=lambda _: progress.advance(task)
-            )
+            pipeline.run_cycle(force=all_sources, on_source_done=lambda _: progress.advance(task))
         )
     for source in report.sources:
         status = source.error or source.outcome
@@ -142,12 +136,25 @@ def run(
     log_format: Annotated[
         str, typer.Option("--log-format", help="Log lines as 'text' or 'json'.")
     ] = "text",
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: config)."),
+    ] = None,
+    tick: Annotated[
+        float, typer.Option("--tick", min=1, help="Seconds between checks for due work.")
+    ] = 30.0,
 ) -> None:
-    """Run the daemon: fetch each source on its interval and send digests on their cron."""
+    """Run the daemon: fetch each source on its interval and send digests on their cron.
+
+    One daemon per store (a lock beside the database). SIGTERM/SIGINT stop it after
+    the current write; SIGHUP reloads the config (a bad one is reported and ignored).
+    """
     from monitor.scheduler import run_daemon
 
     config = load_config(config_dir, database=str(db) if db else None)
-    run_daemon(config, config_dir=config_dir, log_format=log_format)
+    run_daemon(
+        config, config_dir=config_dir, log_format=log_format, log_level=log_level, tick_seconds=tick
+    )
 
 
 @app.command()
@@ -177,8 +184,16 @@ def sources(config_dir: ConfigOpt = None, db: DbOpt = None, fmt: FormatOpt = "ta
         title="Sources",
         columns=None
         if fmt != "table"
-        else ["name", "kind", "enabled", "last_success_at", "last_error", "consecutive_failures",
-              "items_seen", "next_fetch_at"],
+        else [
+            "name",
+            "kind",
+            "enabled",
+            "last_success_at",
+            "last_error",
+            "consecutive_failures",
+            "items_seen",
+            "next_fetch_at",
+        ],
     )
 
 
@@ -216,7 +231,7 @@ def hits(
 @app.command()
 @friendly_errors
 def search(
-    query: Annotated[str, typer.Argument(help="FTS5 words or \"phrases\".")],
+    query: Annotated[str, typer.Argument(help='FTS5 words or "phrases".')],
     config_dir: ConfigOpt = None,
     db: DbOpt = None,
     fmt: FormatOpt = "table",
@@ -262,6 +277,206 @@ def digest(
         build_digest(store, config, g)
     for result in deliver_pending(store, config):
         print(f"digest {result.group_name}: {result.state} ({result.message_id})")
+
+
+@app.command("test-query")
+@friendly_errors
+def test_query_command(
+    query: Annotated[str | None, typer.Argument(help="A query to try (see README).")] = None,
+    commitment: Annotated[
+        str | None, typer.Option("--commitment", help="Try this commitment's configured query.")
+    ] = None,
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    fmt: FormatOpt = "table",
+    limit: Annotated[int, typer.Option(help="At most this many stories.")] = 20,
+) -> None:
+    """Run a query over the stored stories and show what it catches; nothing is saved."""
+    from rich.progress import Progress
+
+    from monitor import quality
+    from monitor.match import compile_query
+
+    config = _load(config_dir, db)
+    if (query is None) == (commitment is None):
+        raise ConfigError("give a QUERY or --commitment ID (one of them)")
+    if commitment is not None:
+        spec = next((c for c in config.commitments if c.id == commitment), None)
+        if spec is None:
+            raise ConfigError(f"unknown commitment {commitment!r}", key="commitment.id")
+        query = spec.query
+    assert query is not None
+    compiled = compile_query(query, config.aliases, commitment_id=commitment)
+    store = _open(config)
+    console.print(f"query read as: {compiled.explain()}", highlight=False, markup=False)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("matching stories", total=quality.story_count(store))
+        found = quality.test_query(
+            store, compiled, limit=limit, progress=lambda n: progress.advance(task, n)
+        )
+    rows = [quality.hit_as_row(story, hit) for story, hit in found]
+    print_rows(
+        rows,
+        _format(fmt),
+        title=f"{len(rows)} matching stories",
+        columns=None if fmt != "table" else ["story_id", "score", "title", "evidence"],
+    )
+
+
+@app.command()
+@friendly_errors
+def rematch(
+    commitment: Annotated[
+        str | None, typer.Option("--commitment", help="Only this commitment.")
+    ] = None,
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Re-run matching over stored stories after queries changed (hits updated in place)."""
+    from rich.progress import Progress
+
+    from monitor import quality
+    from monitor.match import compile_matcher
+
+    config = _load(config_dir, db)
+    store = _open(config)
+    matcher = compile_matcher(config.commitments, config.aliases)
+    store.sync_commitments(config.commitments, dict(matcher.query_versions))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("re-matching stories", total=quality.story_count(store))
+        result = quality.rematch(
+            store, matcher, commitment_id=commitment, progress=lambda n: progress.advance(task, n)
+        )
+    print(
+        f"{result.stories} stories: {result.added} hits added, {result.updated} updated, "
+        f"{result.removed} removed, {result.kept_sent} kept because a digest carried them"
+    )
+
+
+@app.command()
+@friendly_errors
+def label(
+    args: Annotated[
+        list[str],
+        typer.Argument(help="HIT_ID JUDGEMENT, or JUDGEMENT with --article/--commitment."),
+    ],
+    article: Annotated[
+        int | None, typer.Option("--article", help="Label an article the matcher missed.")
+    ] = None,
+    commitment: Annotated[
+        str | None, typer.Option("--commitment", help="With --article: the commitment.")
+    ] = None,
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Record whether a hit is relevant: `monitor label 12 irrelevant` (feeds `monitor quality`).
+
+    For an article the matcher missed: `monitor label relevant --article 40 --commitment PO-1.13`.
+    """
+    from monitor import quality
+
+    hit_id: int | None = None
+    if article is None:
+        if len(args) != 2 or not args[0].isdigit():
+            raise ConfigError("usage: monitor label HIT_ID relevant|irrelevant")
+        hit_id, judgement = int(args[0]), args[1]
+    else:
+        if len(args) != 1:
+            raise ConfigError(
+                "usage: monitor label relevant|irrelevant --article ID --commitment ID"
+            )
+        judgement = args[0]
+    config = _load(config_dir, db)
+    store = _open(config)
+    saved = quality.label(
+        store, judgement, hit_id=hit_id, article_id=article, commitment_id=commitment
+    )
+    print(
+        f"labelled article {saved['article_id']} {saved['judgement']} for {saved['commitment_id']}"
+    )
+
+
+@app.command("quality")
+@friendly_errors
+def quality_command(
+    config_dir: ConfigOpt = None, db: DbOpt = None, fmt: FormatOpt = "table"
+) -> None:
+    """Precision per commitment from your labels (recall where misses were labelled)."""
+    from monitor import quality
+
+    config = _load(config_dir, db)
+    store = _open(config)
+    print_rows(quality.quality(store), _format(fmt), title="Quality from labels")
+
+
+@app.command()
+@friendly_errors
+def status(
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Output: text or json.")] = "text",
+) -> None:
+    """Is the daemon running? Source health, next runs, last digests, store size."""
+    from monitor import ops
+
+    config = load_config(config_dir, database=str(db) if db else None)
+    result = ops.status(config)
+    print(ops.status_json(result) if fmt == "json" else ops.format_status(result))
+
+
+@app.command()
+@friendly_errors
+def export(
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    what: Annotated[str, typer.Argument(help="hits or articles.")] = "hits",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    since: Annotated[str | None, typer.Option(help="From this date (ISO, inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date (ISO, exclusive).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File (default: stdout).")] = None,
+) -> None:
+    """Export hits (by match time) or articles (by fetch time) as CSV or JSON."""
+    from monitor import ops
+
+    config = _load(config_dir, db)
+    store = _open(config)
+    if out is None:
+        ops.export(store, what, sys.stdout, fmt=fmt, since=since, until=until)  # type: ignore[arg-type]
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        count = ops.export(store, what, handle, fmt=fmt, since=since, until=until)  # type: ignore[arg-type]
+    console.print(f"{count} {what} written to {out}", highlight=False, markup=False)
+
+
+@app.command()
+@friendly_errors
+def backup(
+    path: Annotated[Path, typer.Argument(help="Backup file, or a directory for a dated one.")],
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Copy the store with SQLite's online backup (safe while the daemon runs)."""
+    from monitor import ops
+
+    config = load_config(config_dir, database=str(db) if db else None)
+    written = ops.backup(config.database_path, path, overwrite=force)
+    print(f"backup written to {written} ({written.stat().st_size} bytes)")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+) -> None:
+    """Browse the store read-only in Datasette (needs: pip install 'ipr-monitor[web]')."""
+    from monitor.serve import serve as run_server
+
+    config = load_config(config_dir, database=str(db) if db else None)
+    run_server(config.database_path, host=host, port=port)
 
 
 def main() -> None:

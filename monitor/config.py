@@ -56,7 +56,9 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'Europe/Paris'") from exc
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name like 'Europe/Paris'"
+        ) from exc
     return value
 
 
@@ -67,10 +69,16 @@ class _Model(BaseModel):
 class GeneralConfig(_Model):
     """``[general]`` in monitor.toml."""
 
-    database: str = Field("monitor.db", description="Path of the SQLite store (relative to the config dir).")
+    database: str = Field(
+        "monitor.db", description="Path of the SQLite store (relative to the config dir)."
+    )
     timezone: str = Field("UTC", description="Time zone for dates shown to people.")
-    default_interval: float = Field(3600, description="Fetch interval of a source that sets none ('1h').")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    default_interval: float = Field(
+        3600, description="Fetch interval of a source that sets none ('1h')."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     outbox_dir: str = Field(
         "outbox", description="Where digests go as .eml files when no SMTP host is set."
     )
@@ -86,7 +94,9 @@ class FetchConfig(_Model):
         "ipr-monitor/0.1 (+https://github.com/ipr-monitor/ipr-monitor)",
         description="User-Agent header; name the project and a contact URL.",
     )
-    concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight at once, all hosts.")
+    concurrency: int = Field(
+        16, ge=1, le=1024, description="Requests in flight at once, all hosts."
+    )
     per_host: int = Field(2, ge=1, le=64, description="Requests in flight at once to one host.")
     min_delay: float = Field(0.5, ge=0, description="Seconds between two requests to one host.")
     connect_timeout: float = Field(10, gt=0, description="Seconds to connect.")
@@ -104,7 +114,9 @@ class FetchConfig(_Model):
         description="Non-public networks allowed anyway, as CIDR ('10.1.2.0/24').",
     )
     max_backoff: float = Field(86400, description="Longest wait after repeated failures ('1d').")
-    max_new_articles: int = Field(50, ge=1, description="New article pages fetched per source per run.")
+    max_new_articles: int = Field(
+        50, ge=1, description="New article pages fetched per source per run."
+    )
 
     _durations = field_validator("robots_ttl", "max_backoff", mode="before")(parse_duration)
 
@@ -128,7 +140,9 @@ class SmtpConfig(_Model):
 
     host: str | None = Field(None, description="SMTP server; unset writes .eml files instead.")
     port: int = Field(587, ge=1, le=65535, description="SMTP port.")
-    security: Literal["starttls", "ssl", "none"] = Field("starttls", description="Transport security.")
+    security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="Transport security."
+    )
     username: str | None = Field(None, description="Login name, if the server needs one.")
     password_env: str = Field(
         "MONITOR_SMTP_PASSWORD", description="Environment variable holding the password."
@@ -430,7 +444,9 @@ def load_config(directory: str | Path | None = None, *, database: str | None = N
         )
     files = {name: base / name for name in CONFIG_FILES}
     loaded = {name: (_read_toml(p) if p.exists() else {}) for name, p in files.items()}
-    monitor_file: MonitorFile = _validate(MonitorFile, loaded["monitor.toml"], files["monitor.toml"])
+    monitor_file: MonitorFile = _validate(
+        MonitorFile, loaded["monitor.toml"], files["monitor.toml"]
+    )
     sources: SourcesFile = _validate(SourcesFile, loaded["sources.toml"], files["sources.toml"])
     commitments: CommitmentsFile = _validate(
         CommitmentsFile, loaded["commitments.toml"], files["commitments.toml"]
@@ -441,7 +457,8 @@ def load_config(directory: str | Path | None = None, *, database: str | None = N
         for commitment_id in group.commitments:
             if commitment_id not in known:
                 raise ConfigError(
-                    f"unknown commitment {commitment_id!r}; ids are listed by 'monitor commitments'",
+                    f"unknown commitment {commitment_id!r}; "
+                    "ids are listed by 'monitor commitments'",
                     file=str(files["digests.toml"]),
                     key=f"digest[{index}] ({group.name}).commitments",
                 )
@@ -476,7 +493,10 @@ def _compile_queries(config: Config, path: Path) -> None:
 
 
 def config_reference() -> dict[str, dict[str, tuple[str, Any]]]:
-    """Every documented key: {section: {key: (description, default)}}; README is tested against it."""
+    """Every documented key: {section: {key: (description, default)}}.
+
+    README's reference is generated from this (``monitor.docgen``) and tested against it.
+    """
     sections: dict[str, type[BaseModel]] = {
         "general": GeneralConfig,
         "fetch": FetchConfig,

@@ -63,8 +63,10 @@ def run_demo(*, db: Path | None = None, out_dir: Path | None = None) -> int:
     database = db or workdir / "demo.db"
     with SiteHost(demo_site_dir()) as site, SmtpSink() as sink:
         config = demo_config(site, sink.port, database)
-        console.print(f"[bold]ipr-monitor demo[/bold]: fixture site at {site.base_url}, "
-                      f"SMTP at 127.0.0.1:{sink.port}, store {database}")
+        console.print(
+            f"[bold]ipr-monitor demo[/bold]: fixture site at {site.base_url}, "
+            f"SMTP at 127.0.0.1:{sink.port}, store {database}"
+        )
         store = Store.open(config.database_path)
         pipeline = Pipeline(config, store)
         report = asyncio.run(pipeline.run_cycle(force=True))
@@ -72,22 +74,26 @@ def run_demo(*, db: Path | None = None, out_dir: Path | None = None) -> int:
         console.print("\n[bold]1. Sources fetched[/bold]")
         for source in report.sources:
             state = source.error or source.outcome
-            console.print(f"   {source.name}: {state}, {source.items} items, "
-                          f"{source.new_articles} new articles")
+            console.print(
+                f"   {source.name}: {state}, {source.items} items, "
+                f"{source.new_articles} new articles"
+            )
         fetched = sum(1 for s in report.sources if s.outcome in {"ok", "not_modified"})
         console.print(f"   {fetched} of {len(report.sources)} sources fetched")
 
         console.print("\n[bold]2. Articles stored and duplicates merged[/bold]")
-        console.print(f"   {report.articles_stored} articles stored in "
-                      f"{store.scalar('SELECT COUNT(*) FROM stories')} stories; "
-                      f"{report.duplicates_merged} duplicates merged")
+        console.print(
+            f"   {report.articles_stored} articles stored in "
+            f"{store.scalar('SELECT COUNT(*) FROM stories')} stories; "
+            f"{report.duplicates_merged} duplicates merged"
+        )
         for row in store.query(
             "SELECT st.title, st.source_count, GROUP_CONCAT(s.name, ' + ') AS names"
             " FROM stories st JOIN articles a ON a.story_id = st.id"
             " JOIN sources s ON s.id = a.source_id"
             " GROUP BY st.id HAVING COUNT(a.id) > 1"
         ):
-            console.print(f"   merged: \"{row['title']}\" carried by {row['names']}")
+            console.print(f'   merged: "{row["title"]}" carried by {row["names"]}')
 
         console.print("\n[bold]3. Hits per commitment[/bold]")
         for commitment_id, count in sorted(report.hits.items()):
@@ -100,14 +106,18 @@ def run_demo(*, db: Path | None = None, out_dir: Path | None = None) -> int:
             build_digest(store, config, group)
         results = deliver_pending(store, config)
         for result in results:
-            console.print(f"   {result.group_name}: {result.state} as {result.message_id}"
-                          + (f" ({result.error})" if result.error else ""))
+            console.print(
+                f"   {result.group_name}: {result.state} as {result.message_id}"
+                + (f" ({result.error})" if result.error else "")
+            )
         received = list(sink.messages)
         for index, message in enumerate(received, start=1):
             path = workdir / f"digest-{index}.eml"
             path.write_bytes(message.data)
-            console.print(f"   received by the SMTP server: \"{message.message['Subject']}\" "
-                          f"for {', '.join(message.rcpt_tos)}")
+            console.print(
+                f'   received by the SMTP server: "{message.message["Subject"]}" '
+                f"for {', '.join(message.rcpt_tos)}"
+            )
             console.print(f"   saved as {path}")
         store.close()
     if not received:

@@ -65,7 +65,8 @@ def hits(
     return _rows(
         store,
         f"""SELECT h.id, h.matched_at, h.commitment_id, h.score, st.title AS story,
-                   st.source_count AS sources, a.url, json_extract(h.evidence, '$[0].text') AS evidence
+                   st.source_count AS sources, a.url,
+                   json_extract(h.evidence, '$[0].text') AS evidence
             FROM hits h
             JOIN stories st ON st.id = h.story_id
             JOIN articles a ON a.id = st.primary_article_id
@@ -86,9 +87,8 @@ def fts_query(text: str) -> str:
     tokens = re.findall(r'"[^"]*"|\S+', text)
     out = []
     for token in tokens:
-        if token in {"AND", "OR", "NOT"} or token.startswith('"'):
-            out.append(token)
-        elif _FTS_BAREWORD.match(token) and not token.startswith("*"):
+        plain_word = _FTS_BAREWORD.match(token) and not token.startswith("*")
+        if token in {"AND", "OR", "NOT"} or token.startswith('"') or plain_word:
             out.append(token)
         else:
             out.append('"' + token.replace('"', '""') + '"')

@@ -282,7 +282,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
     """A connection with the pragmas every user of the store needs."""
-    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        str(path), timeout=timeout, isolation_level=None, check_same_thread=False
+    )
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -401,7 +403,8 @@ class Store:
     def due_source_names(self, at: str) -> list[str]:
         """Enabled sources whose next_fetch_at has passed (or was never set)."""
         rows = self.query(
-            "SELECT name FROM sources WHERE enabled AND (next_fetch_at IS NULL OR next_fetch_at <= ?)"
+            "SELECT name FROM sources"
+            " WHERE enabled AND (next_fetch_at IS NULL OR next_fetch_at <= ?)"
             " ORDER BY COALESCE(next_fetch_at, ''), id",
             (at,),
         )
@@ -431,8 +434,18 @@ class Store:
             """INSERT INTO fetches (source_id, url, started_at, duration_ms, status, outcome,
                                     error, bytes, items, new_articles)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (source_id, url, started_at, duration_ms, status, outcome, error, size, items,
-             new_articles),
+            (
+                source_id,
+                url,
+                started_at,
+                duration_ms,
+                status,
+                outcome,
+                error,
+                size,
+                items,
+                new_articles,
+            ),
         )
 
     # -- conditional GET ---------------------------------------------------------------
@@ -466,7 +479,8 @@ class Store:
             seen.update(
                 row[0]
                 for row in self.conn.execute(
-                    f"SELECT item_key FROM seen_items WHERE source_id = ? AND item_key IN ({marks})",
+                    "SELECT item_key FROM seen_items"
+                    f" WHERE source_id = ? AND item_key IN ({marks})",
                     (source_id, *chunk),
                 )
             )
@@ -544,10 +558,19 @@ class Store:
                          updated_at = CASE WHEN commitments.query_version = excluded.query_version
                                       THEN commitments.updated_at ELSE excluded.updated_at END""",
                     (
-                        c.id, c.actor, c.title, c.description, c.source, c.article,
+                        c.id,
+                        c.actor,
+                        c.title,
+                        c.description,
+                        c.source,
+                        c.article,
                         json.dumps(list(c.tags), ensure_ascii=False),
                         json.dumps(list(c.keywords), ensure_ascii=False),
-                        c.query, c.exclude, c.min_score, versions.get(c.id, ""), stamp,
+                        c.query,
+                        c.exclude,
+                        c.min_score,
+                        versions.get(c.id, ""),
+                        stamp,
                     ),
                 )
             marks = ",".join("?" * len(ids))

@@ -129,8 +129,10 @@ def test_cli_reports_config_error_without_traceback(config_dir: Path) -> None:
 def test_secret_comes_from_environment_only(config_dir: Path, monkeypatch) -> None:
     _append(config_dir / "monitor.toml", "")
     text = (config_dir / "monitor.toml").read_text()
-    (config_dir / "monitor.toml").write_text(text.replace("\n[smtp]\n", '\n[smtp]\npassword = "x"\n', 1))
-    with pytest.raises(ConfigError, match="smtp.password: unknown key"):
+    (config_dir / "monitor.toml").write_text(
+        text.replace("\n[smtp]\n", '\n[smtp]\npassword = "x"\n', 1)
+    )
+    with pytest.raises(ConfigError, match=r"smtp\.password: unknown key"):
         load_config(config_dir)
     monkeypatch.setenv("MONITOR_SMTP_PASSWORD", "s3cret-value")
     config = load_config(default_config_dir())
@@ -149,6 +151,7 @@ def test_database_override_wins(config_dir: Path, tmp_path: Path, monkeypatch) -
     assert load_config(config_dir).database_path == config_dir.resolve() / "monitor.db"
     monkeypatch.setenv("MONITOR_DB", str(tmp_path / "env.db"))
     assert load_config(config_dir).database_path == (tmp_path / "env.db").resolve()
-    assert load_config(config_dir, database=str(tmp_path / "flag.db")).database_path == (
-        tmp_path / "flag.db"
-    ).resolve()
+    assert (
+        load_config(config_dir, database=str(tmp_path / "flag.db")).database_path
+        == (tmp_path / "flag.db").resolve()
+    )

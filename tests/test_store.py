@@ -34,8 +34,18 @@ def test_open_creates_wal_schema_and_version(tmp_path: Path) -> None:
     assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
     assert store.scalar("PRAGMA foreign_keys") == 1
     names = set(table_names(store))
-    for table in ("sources", "fetches", "articles", "stories", "commitments", "hits",
-                  "digests", "digest_items", "articles_fts", "latest_hits"):
+    for table in (
+        "sources",
+        "fetches",
+        "articles",
+        "stories",
+        "commitments",
+        "hits",
+        "digests",
+        "digest_items",
+        "articles_fts",
+        "latest_hits",
+    ):
         assert table in names
     store.close()
     again = Store.open(tmp_path / "sub" / "m.db")
@@ -47,7 +57,9 @@ def test_fts_follows_inserts_updates_and_deletes(tmp_path: Path) -> None:
     article_id = store.insert_article(_article("https://example.org/a"))
     match = "SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?"
     assert [r[0] for r in store.query(match, ("generic",))] == [article_id]
-    store.conn.execute("UPDATE articles SET text = 'trademark squatting' WHERE id = ?", (article_id,))
+    store.conn.execute(
+        "UPDATE articles SET text = 'trademark squatting' WHERE id = ?", (article_id,)
+    )
     assert store.query(match, ("generic",)) == []
     assert [r[0] for r in store.query(match, ("squatting",))] == [article_id]
     store.conn.execute("DELETE FROM articles WHERE id = ?", (article_id,))
