@@ -36,7 +36,8 @@ import secrets
 import smtplib
 import sqlite3
 import ssl
-from collections.abc import Iterable, Sequence
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -508,6 +509,12 @@ def collect(store: Store, config: Config, group: DigestConfig, moment: datetime)
 # -- rendering ---------------------------------------------------------------------------
 
 
+def _wrap(text: str, width: int = 76, indent: str = "") -> str:
+    """Wrap for the plain-text part; never splits words, URLs or hyphenated group names."""
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    return ("\n" + indent).join(lines)
+
+
 @cache
 def _environment(html: bool) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -519,6 +526,7 @@ def _environment(html: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["score"] = lambda value: f"{value:.1f}"
+    env.filters["wrap"] = _wrap
     env.filters["text_part"] = lambda part: f"*{part.text}*" if part.matched else part.text
     return env
 
@@ -606,7 +614,9 @@ def build_digest(
 # -- the message -------------------------------------------------------------------------
 
 
-def compose_message(row: sqlite3.Row, recipients: Sequence[str], config: Config) -> EmailMessage:
+def compose_message(
+    row: Mapping[str, Any], recipients: Sequence[str], config: Config
+) -> EmailMessage:
     """The digest as a multipart/alternative mail, rebuilt identically from its stored row."""
     sender = config.smtp.sender
     domain = _domain(sender)
