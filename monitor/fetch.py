@@ -350,9 +350,7 @@ class Fetcher:
         self, settings: FetchConfig, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
-        networks = tuple(
-            ipaddress.ip_network(n, strict=False) for n in getattr(settings, "allowed_networks", ())
-        )
+        networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.allowed_networks)
         self._policy = _AddressPolicy(settings.allow_private_networks, networks)
         self._custom_transport = transport is not None
         self._client = httpx.AsyncClient(
@@ -646,7 +644,12 @@ class Fetcher:
             raise TransientFetchError(f"network error: {exc or type(exc).__name__}") from None
 
 
-def _connect_reason(exc: Exception) -> str:
+def _connect_reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
     message = str(exc)
     lowered = message.lower()
     if "host name not found" in lowered:
@@ -660,15 +663,24 @@ def _connect_reason(exc: Exception) -> str:
     return f"could not connect: {message or type(exc).__name__}"
 
 
-def _read_reason(exc: Exception) -> str:
-    message = str(exc).lower()
-    if "reset" in message or "errno 104" in message:
-        return "connection reset by the server"
+def _read_reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx -> httpcore -> anyio -> OSError: the OSError says what
+        if isinstance(cause, ConnectionResetError) or "reset" in str(cause).lower():
+            return "connection reset by the server"
+        cause = cause.__cause__ or cause.__context__
     return f"connection broke while reading: {exc or type(exc).__name__}"
 
 
 def _seconds(value: float) -> str:
-    return f"{value:g} s"
+    """A duration for people: "20 s", "15 min", "3 h", "7 d"."""
+    if value < 120:
+        return f"{value:g} s"
+    if value < 2 * 3600:
+        return f"{value / 60:.0f} min"
+    if value < 2 * 86400:
+        return f"{value / 3600:.0f} h"
+    return f"{value / 86400:.0f} d"
 
 
 def _mib(limit: int) -> str:

@@ -78,9 +78,12 @@ class SiteHost:
         class _Handler(_SiteRequestHandler):
             site_host = host
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes stop() quick; tests start and stop many hosts.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -140,6 +143,17 @@ class SiteHost:
                 if fault.times <= 0:
                     del self.faults[path]
             return fault
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (after a timeout, a size cap or a reset we caused) are normal here."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _SiteRequestHandler(BaseHTTPRequestHandler):
