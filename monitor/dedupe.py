@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from courlan import normalize_url
 
 from monitor.clock import now_iso
 from monitor.dedupe_text import (
+    SHINGLE,
     band_keys,
     body_tokens,
     minhash,
@@ -129,6 +131,8 @@ MAX_CANDIDATES = 12
 #: Band rows read per lookup: bounds the work when a band is shared by very many
 #: articles (boilerplate-only pages), at the cost of missing some of them.
 MAX_BAND_ROWS = 2000
+#: Body shingles kept in memory for recently assigned articles (about 6 KB each).
+RECENT_SHINGLES = 2048
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,8 @@ def fingerprint(text: str) -> Fingerprint:
     if shingles.size == 0:
         return Fingerprint(shingles, [])
     body = minhash(np.unique(shingles), BODY_BANDS * BODY_ROWS)
-    lead = minhash(
-        np.unique(shingle_sequence(tokens[:LEAD_WORDS])),
-        LEAD_BANDS * LEAD_ROWS,
-        offset=BODY_BANDS * BODY_ROWS,
-    )
+    lead_shingles = shingles[: max(1, LEAD_WORDS - SHINGLE + 1)]
+    lead = minhash(lead_shingles, LEAD_BANDS * LEAD_ROWS, offset=BODY_BANDS * BODY_ROWS)
     keys = band_keys(body, BODY_ROWS, 0) + band_keys(lead, LEAD_ROWS, _LEAD_SALT)
     return Fingerprint(shingles, keys)
 
@@ -200,6 +201,21 @@ class Deduper:
         self.conn: sqlite3.Connection = store.conn
         self.official_domains = tuple(d.lower().lstrip(".") for d in official_domains)
         self.threshold = threshold
+        # Body shingles of recently assigned articles: copies of a story arrive within
+        # hours, so their candidates are mostly here and need no re-parsing. Bounded.
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _remember(self, article_id: int, shingles: np.ndarray) -> None:
+        self._recent[article_id] = shingles
+        if len(self._recent) > RECENT_SHINGLES:
+            self._recent.popitem(last=False)
+
+    def _shingles_of(self, article_id: int, text: str) -> np.ndarray:
+        shingles = self._recent.get(article_id)
+        if shingles is None:
+            shingles = body_shingles(text)
+            self._remember(article_id, shingles)
+        return shingles
 
     def is_official(self, url: str) -> bool:
         """Whether the URL's host is an official domain or a subdomain of one."""
@@ -243,6 +259,7 @@ class Deduper:
         if match is None and sketch is not None and sketch.keys:
             match = self._near(article_id, sketch)
         if sketch is not None and sketch.keys:
+            self._remember(article_id, sketch.shingles)
             self.conn.executemany(
                 "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)",
                 [(key, article_id) for key in sketch.keys],
@@ -294,7 +311,9 @@ class Deduper:
             other = rows.get(candidate_id)
             if other is None or other["story_id"] in checked_stories:
                 continue
-            score = similarity(sketch.shingles, body_shingles(other["text"] or ""))
+            score = similarity(
+                sketch.shingles, self._shingles_of(candidate_id, other["text"] or "")
+            )
             if score.is_duplicate(self.threshold):
                 checked_stories.add(other["story_id"])
                 value = round(score.containment, 4)

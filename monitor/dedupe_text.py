@@ -25,8 +25,13 @@ import numpy as np
 # -- the article's own body --------------------------------------------------------------
 
 _WORD = re.compile(r"\w+")
+_ASCII_WORD = re.compile(r"\w+", re.ASCII)
+# Chinese, Japanese and Korean are written without spaces: each character is a token.
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK = re.compile(f"[{_CJK_RANGES}]")
+_WORD_OR_CJK = re.compile(f"[{_CJK_RANGES}]|[^\\W{_CJK_RANGES}]+")
 # A line that ends like a sentence (or a quotation, or a bracket).
-_SENTENCE_END = re.compile(r"[.!?…:;\"”’»)\]。！？]\s*$")
+_SENTENCE_END = re.compile(r"[.!?…:;\"”’»)\]。！？」』）]\s*$")
 # Navigation bars: "Home | News | Business", "World > Asia-Pacific", "Login  Register".
 _NAV_SEPARATOR = re.compile(r"\s[|>»·•/]\s|\S\s{2,}\S")
 # "Related:", "Share this article:", "Tags:": a short label ending in a colon.
@@ -44,8 +49,27 @@ MIN_UNPUNCTUATED_WORDS = 12
 
 
 def words(text: str) -> list[str]:
-    """Case- and compatibility-folded word tokens: what "the same words" means here."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    """Case- and compatibility-folded word tokens: what "the same words" means here.
+
+    CJK characters are tokens on their own, so a Chinese article has shingles of
+    characters rather than of whole clauses.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if folded.isascii():
+        return _ASCII_WORD.findall(folded)  # same tokens, several times faster
+    if _CJK.search(folded):
+        return _WORD_OR_CJK.findall(folded)
+    return _WORD.findall(folded)
+
+
+def _length(line: str) -> int:
+    """Roughly how many words a line has (CJK: two characters to a word)."""
+    count = len(line.split())
+    if not line.isascii():
+        cjk = len(_CJK.findall(line))
+        if cjk:
+            count += cjk // 2
+    return count
 
 
 def strip_dateline(line: str) -> str:
@@ -72,7 +96,7 @@ def body_lines(text: str) -> list[str]:
     lines = [line for line in lines if line]
     labels: dict[str, int] = {}
     for line in lines:
-        match = _LABEL.match(line)
+        match = _LABEL.match(line) if ":" in line[:40] else None
         if match:
             key = match.group(1).casefold()
             labels[key] = labels.get(key, 0) + 1
@@ -85,14 +109,14 @@ def body_lines(text: str) -> list[str]:
         following = lines[index + 1 : index + 4]
         if any(other != line and other.startswith(line) for other in following):
             continue
-        count = len(_WORD.findall(line))
-        punctuated = bool(_SENTENCE_END.search(line))
+        count = _length(line)
+        punctuated = _SENTENCE_END.search(line) is not None
+        if count < MIN_LINE_WORDS or (not punctuated and count < MIN_UNPUNCTUATED_WORDS):
+            continue
         if not punctuated and len(_NAV_SEPARATOR.findall(line)) >= 2:
             continue
-        label = _LABEL.match(line)
+        label = _LABEL.match(line) if ":" in line[:40] else None
         if label and labels.get(label.group(1).casefold(), 0) >= 2 and count <= 40:
-            continue
-        if count < MIN_LINE_WORDS or (not punctuated and count < MIN_UNPUNCTUATED_WORDS):
             continue
         kept.append(line)
     if not kept:
@@ -110,13 +134,32 @@ def body_tokens(text: str) -> list[str]:
 
 SHINGLE = 5
 _SHINGLE_MIX = np.array([pow(1_000_003, k, 1 << 64) for k in range(SHINGLE)], dtype=np.uint64)
-_MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_PERM = 256
 _rng = np.random.RandomState(20261125)
-_PERM_A = _rng.randint(1, (1 << 61) - 1, size=_MAX_PERM, dtype=np.uint64)
-_PERM_B = _rng.randint(0, (1 << 61) - 1, size=_MAX_PERM, dtype=np.uint64)
+_PERM_A = _rng.randint(1, (1 << 63) - 1, size=_MAX_PERM, dtype=np.uint64) * np.uint64(
+    2
+) + np.uint64(1)
+_PERM_B = _rng.randint(0, (1 << 63) - 1, size=_MAX_PERM, dtype=np.uint64)
 _BAND_MIX = _rng.randint(1, (1 << 63) - 1, size=64, dtype=np.uint64) | np.uint64(1)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+_WORD_HASHES: dict[str, int] = {}
+#: Bound on the word-hash memo: news vocabulary is Zipfian, so a modest memo hits often.
+_WORD_HASHES_MAX = 200_000
+
+
+def _word_hashes(tokens: Sequence[str]) -> np.ndarray:
+    memo = _WORD_HASHES
+    try:
+        return np.fromiter(map(memo.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+    except KeyError:
+        if len(memo) > _WORD_HASHES_MAX:
+            memo.clear()
+        for token in tokens:
+            if token not in memo:
+                memo[token] = zlib.crc32(token.encode("utf-8"))
+        return np.fromiter(map(memo.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 
 def shingle_sequence(tokens: Sequence[str]) -> np.ndarray:
@@ -126,11 +169,7 @@ def shingle_sequence(tokens: Sequence[str]) -> np.ndarray:
     """
     if not tokens:
         return np.zeros(0, dtype=np.uint64)
-    word_hashes = np.fromiter(
-        (zlib.crc32(token.encode("utf-8")) for token in tokens),
-        dtype=np.uint64,
-        count=len(tokens),
-    )
+    word_hashes = _word_hashes(tokens)
     with np.errstate(over="ignore"):
         if len(tokens) < SHINGLE:
             return np.array([(word_hashes * _SHINGLE_MIX[: len(tokens)]).sum()], np.uint64)
@@ -139,16 +178,18 @@ def shingle_sequence(tokens: Sequence[str]) -> np.ndarray:
 
 
 def minhash(shingles: np.ndarray, num_perm: int, offset: int = 0) -> np.ndarray:
-    """MinHash signature: the minimum of ``num_perm`` universal hashes over the shingles.
+    """MinHash signature: the minimum of ``num_perm`` hash functions over the shingles.
 
-    ``offset`` selects a different slice of hash functions, so two signatures of one
-    article (body and lead) are independent.
+    The functions are multiply-shift hashes of the shingle folded to 32 bits (the high
+    half of ``a*x + b`` modulo 2**64), universal enough for MinHash and far cheaper
+    than a modulo. ``offset`` selects a different slice of functions, so two
+    signatures of one article (body and lead) are independent.
     """
     a = _PERM_A[offset : offset + num_perm]
     b = _PERM_B[offset : offset + num_perm]
     folded = ((shingles ^ (shingles >> np.uint64(32))) & np.uint64(0xFFFFFFFF))[:, None]
     with np.errstate(over="ignore"):
-        return ((folded * a + b) % _MERSENNE).min(axis=0)
+        return ((folded * a + b) >> np.uint64(32)).min(axis=0)
 
 
 def band_keys(signature: np.ndarray, rows: int, salt: int) -> list[int]:
