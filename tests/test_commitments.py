@@ -110,11 +110,20 @@ def test_ids_are_the_shared_data_ids_in_order(config):
     assert [c.id for c in config.commitments] == shared
 
 
+TAG_VOCABULARY = {
+    *("phase-one", "14th-fyp", "outline-2035", "rcep", "wipo", "eu-china"),
+    *("trade-secrets", "patents", "pharma", "trademarks", "copyright", "gi", "enforcement"),
+    *("counterfeits", "online", "courts", "indicators", "international", "china", "us", "eu"),
+}
+
+
 def test_every_commitment_is_documented_and_tagged(config):
     for commitment in config.commitments:
         assert commitment.description, commitment.id
         assert commitment.source and commitment.article, commitment.id
         assert commitment.tags and commitment.keywords, commitment.id
+        # digest groups select by tag: a typo would silently drop a commitment from a digest
+        assert set(commitment.tags) <= TAG_VOCABULARY, commitment.id
 
 
 @pytest.mark.parametrize(
