@@ -30,10 +30,18 @@ from lxml import etree
 from soupsieve import SelectorSyntaxError
 
 from monitor.config import SourceConfig
-from monitor.errors import PermanentFetchError
+from monitor.errors import FetchError, PermanentFetchError
 from monitor.fetch import Response
 
-__all__ = ["Item", "discover", "discover_all", "feed_links", "parse_date"]
+__all__ = [
+    "FoundSource",
+    "Item",
+    "discover",
+    "discover_all",
+    "feed_links",
+    "find_source",
+    "parse_date",
+]
 
 MAX_SITEMAP_CHILDREN = 10  # newest child sitemaps of an index fetched per run
 
@@ -429,20 +437,20 @@ def _parse_sitemap(response: Response, lastmod_days: float) -> tuple[list[Item],
 FEED_TYPES = (
     "application/rss+xml",
     "application/atom+xml",
-    "application/feed+json",
     "application/rdf+xml",
     "application/xml",
     "text/xml",
 )
+# Tried in order, first beside the page, then at the site root, when a page advertises no feed.
 COMMON_FEED_PATHS = (
-    "/feed",
-    "/rss",
-    "/rss.xml",
-    "/feed.xml",
-    "/atom.xml",
-    "/index.xml",
-    "/feeds/posts/default",
-    "/?feed=rss2",
+    "feed",
+    "rss",
+    "feed.xml",
+    "rss.xml",
+    "atom.xml",
+    "index.xml",
+    "feeds/posts/default",
+    "?feed=rss2",
 )
 
 
@@ -456,8 +464,71 @@ def feed_links(response: Response) -> list[str]:
         rel = link.get("rel") or []
         rels = {r.lower() for r in (rel if isinstance(rel, list) else [rel])}
         kind = str(link.get("type") or "").lower().split(";")[0].strip()
-        if "alternate" in rels and kind in FEED_TYPES and kind != "application/feed+json":
+        if "alternate" in rels and kind in FEED_TYPES:
             url = _absolute(str(link["href"]), response.final_url)
             if url and url not in found:
                 found.append(url)
     return found
+
+
+@dataclass(frozen=True)
+class FoundSource:
+    """What ``monitor add-source`` found behind a URL."""
+
+    url: str
+    kind: str  # "feed" or "sitemap"
+    title: str | None
+    items: int
+    how: str  # "the URL itself", "<link rel=alternate>", "common path"
+
+
+def _as_source(response: Response, how: str) -> FoundSource | None:
+    """The response as a usable feed or sitemap, or None."""
+    head = response.text[:4096].lower()
+    if re.search(r"<(urlset|sitemapindex)[\s>]", head):
+        try:
+            items, children = _parse_sitemap(response, 3650)
+        except PermanentFetchError:
+            return None
+        count = len(items) if children is None else len(children)
+        return FoundSource(response.final_url, "sitemap", None, count, how)
+    if _looks_like_html(response.text):
+        return None
+    try:
+        items = _from_feed(response)
+    except PermanentFetchError:
+        return None
+    parsed = feedparser.parse(_utf8_document(response), resolve_relative_uris=False)
+    title = _clean(parsed.get("feed", {}).get("title"))
+    return FoundSource(response.final_url, "feed", title, len(items), how)
+
+
+async def find_source(url: str, fetch: Callable[[str], Awaitable[Response]]) -> FoundSource:
+    """Find the feed (or sitemap) behind a site URL, the way a person would.
+
+    The URL itself if it is a feed or sitemap; else a feed the page advertises with
+    ``<link rel="alternate">``; else a feed at a common path beside the page or at the
+    site root. Raises ``PermanentFetchError`` saying what to do when there is none.
+    """
+    page = await fetch(url)
+    found = _as_source(page, "the URL itself")
+    if found:
+        return found
+    tried: set[str] = {page.final_url}
+    candidates = [(link, "<link rel=alternate>") for link in feed_links(page)]
+    bases = [page.final_url, urljoin(page.final_url, "/")]
+    for base in dict.fromkeys(bases):
+        candidates += [(urljoin(base, path), "common path") for path in COMMON_FEED_PATHS]
+    for candidate, how in candidates:
+        if candidate in tried:
+            continue
+        tried.add(candidate)
+        try:
+            found = _as_source(await fetch(candidate), how)
+        except FetchError:
+            continue
+        if found:
+            return found
+    raise PermanentFetchError(
+        f'no feed or sitemap found at {url}; add it with kind = "html" and CSS selectors'
+    )

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from monitor.config import FetchConfig, Selectors, SourceConfig
-from monitor.discover import Item, discover, discover_all, feed_links, parse_date
+from monitor.discover import (
+    FoundSource,
+    Item,
+    discover,
+    discover_all,
+    feed_links,
+    find_source,
+    parse_date,
+)
 from monitor.errors import PermanentFetchError
 from monitor.fetch import Fetcher, Response
 from monitor.sitehost import SiteHost
@@ -222,3 +230,43 @@ def test_feed_links_from_alternate(host: SiteHost) -> None:
 )
 def test_parse_date(text: str, expected: datetime | None) -> None:
     assert parse_date(text) == expected
+
+
+def find(host: SiteHost, path: str) -> FoundSource:
+    async def run() -> FoundSource:
+        async with Fetcher(SETTINGS) as fetcher:
+            return await find_source(host.url(path), fetcher.get)
+
+    return asyncio.run(run())
+
+
+def test_find_source_from_link_alternate(host: SiteHost) -> None:
+    found = find(host, "feeds/homepage.html")
+    assert (found.url, found.kind, found.how) == (
+        host.url("feeds/rss2.xml"),
+        "feed",
+        "<link rel=alternate>",
+    )
+    assert found.title == "IP News (fixture)" and found.items == 5
+
+
+def test_find_source_by_common_path(host: SiteHost) -> None:
+    found = find(host, "feeds/nofeed/")
+    assert (found.url, found.title, found.how) == (
+        host.url("feeds/nofeed/feed.xml"),
+        "Hidden feed",
+        "common path",
+    )
+
+
+def test_find_source_when_the_url_is_the_feed_or_a_sitemap(host: SiteHost) -> None:
+    assert find(host, "feeds/atom.xml").how == "the URL itself"
+    sitemap = find(host, "feeds/sitemap-index.xml")
+    assert (sitemap.kind, sitemap.items) == ("sitemap", 4)
+
+
+def test_find_source_gives_advice_when_there_is_none(host: SiteHost) -> None:
+    with pytest.raises(PermanentFetchError, match='kind = "html" and CSS selectors'):
+        find(host, "feeds/articles/one.html")
+    probes = [p for _m, p, _h in host.requests if p.startswith(("/feed", "/rss", "/atom"))]
+    assert "/feeds/articles/feed.xml" in probes and "/feed.xml" in probes
