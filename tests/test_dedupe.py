@@ -1,0 +1,420 @@
+"""Deduplication: each layer alone, then together, then across a restart.
+
+The fixture pages in ``fixtures/dedupe/`` are one IP-policy story republished the ways
+real copies differ, plus stories that must stay apart; each states what it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from monitor.dedupe import (
+    Deduper,
+    canonical_url,
+    content_hash,
+    fingerprint,
+    normalize_text,
+)
+from monitor.dedupe_text import body_lines, body_tokens, shingle_sequence, similarity
+from monitor.store import NewArticle, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "dedupe"
+DEV_SET = ROOT.parent / "shared" / "data" / "dedup-dev" / "articles.jsonl"
+OFFICIAL = ("gov.cn", "cnipa.gov.cn", "wipo.int", "ustr.gov")
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    description: str
+    expect: str
+    url: str
+    title: str
+    text: str
+
+
+def load_pages() -> list[Page]:
+    pages = []
+    for path in sorted(FIXTURES.glob("*.txt")):
+        header, _, text = path.read_text(encoding="utf-8").partition("\n\n")
+        fields = dict(line.split(": ", 1) for line in header.splitlines())
+        pages.append(
+            Page(
+                path.stem,
+                fields["Description"],
+                fields["Expect"],
+                fields["URL"],
+                fields["Title"],
+                text.strip(),
+            )
+        )
+    return pages
+
+
+PAGES = {page.name: page for page in load_pages()}
+
+
+def page(prefix: str) -> Page:
+    return next(p for name, p in PAGES.items() if name.startswith(prefix))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened = Store.open(tmp_path / "monitor.db")
+    yield opened
+    opened.close()
+
+
+def add(store: Store, item: Page, *, url: str | None = None, source: str | None = None) -> int:
+    """Store a page as the pipeline does (with a source per host unless given)."""
+    url = url or item.url
+    name = source or (url.split("/")[2].lower())
+    store.conn.execute(
+        "INSERT OR IGNORE INTO sources (name, kind, url, created_at) VALUES (?, 'rss', ?, '')",
+        (name, url),
+    )
+    return store.insert_article(
+        NewArticle(
+            url=url,
+            canonical_url=canonical_url(url),
+            source_id=store.source_id(name),
+            title=item.title,
+            text=item.text,
+            description=None,
+            authors=(),
+            language="en",
+            published=None,
+            content_hash=content_hash(item.text),
+        )
+    )
+
+
+# -- layer 1: URLs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTPS://Example.COM/News/a", "https://example.com/News/a"),
+        ("https://example.com:443/a", "https://example.com/a"),
+        ("http://example.com:80/a", "http://example.com/a"),
+        ("https://example.com:8443/a", "https://example.com:8443/a"),
+        ("https://example.com/a#comments", "https://example.com/a"),
+        ("https://example.com/a/", "https://example.com/a"),
+        ("https://example.com/", "https://example.com/"),
+        (
+            "https://example.com/a?utm_source=rss&utm_medium=feed&id=7&fbclid=x&gclid=y",
+            "https://example.com/a?id=7",
+        ),
+        ("https://example.com/a?b=2&a=1", "https://example.com/a?a=1&b=2"),
+        ("https://example.com/a?mc_cid=1&msclkid=2&igshid=3", "https://example.com/a"),
+    ],
+)
+def test_canonical_url_folds_what_does_not_identify_a_page(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected
+
+
+def test_canonical_url_prefers_a_declared_canonical_on_the_same_site() -> None:
+    declared = "https://www.chinadaily.example/a/ip.html?utm_source=x"
+    assert (
+        canonical_url("https://m.chinadaily.example/amp/ip.html?from=app", declared)
+        == "https://www.chinadaily.example/a/ip.html"
+    )
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        "https://aggregator.example/story/1",  # another site: a syndication partner or a bug
+        "/relative/path",  # not absolute
+        "javascript:void(0)",
+        "",
+        None,
+    ],
+)
+def test_canonical_url_ignores_a_foreign_or_invalid_declaration(declared: str | None) -> None:
+    assert canonical_url("https://news.example/a/1", declared) == "https://news.example/a/1"
+
+
+# -- layer 2: exact content --------------------------------------------------------------
+
+
+def test_content_hash_ignores_case_whitespace_and_punctuation() -> None:
+    a = "China, the EU agree:  deepen IP cooperation!\n\nNext talks in 2027."
+    b = "china the eu agree deepen ip cooperation next talks in 2027"
+    assert normalize_text(a) == b
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) != content_hash(b + " extra")
+
+
+# -- the body: chrome stripped by shape --------------------------------------------------
+
+
+def test_body_lines_drop_chrome_and_the_dateline_but_keep_prose() -> None:
+    lines = body_lines(page("02").text)
+    text = "\n".join(lines)
+    assert "Daily Herald | Home" not in text  # navigation bar
+    assert "Share this article" not in text  # share bar
+    assert "Related:" not in text  # related list
+    assert lines[0].startswith("China and the European Union agreed")  # truncated lead gone
+    assert len(lines) == 5
+    original = body_lines(page("01").text)
+    assert original[0].startswith("China and the European Union agreed")  # dateline gone
+    assert body_tokens(page("01").text) == body_tokens(page("02").text)
+
+
+def test_body_of_a_tiny_page_is_not_empty() -> None:
+    assert body_lines("Short note.\nSecond line.") == ["Short note.", "Second line."]
+
+
+def test_chinese_text_is_tokenised_by_character() -> None:
+    text = "国家知识产权局发布了关于加强知识产权保护的意见，提出到二〇二五年的主要目标。"
+    assert body_lines(text) == [text]
+    assert len(body_tokens(text)) > 20
+
+
+# -- layer 3: near-duplicates ------------------------------------------------------------
+
+
+def shingles(item: Page):  # type: ignore[no-untyped-def]
+    return shingle_sequence(body_tokens(item.text))
+
+
+def test_abridged_copy_is_a_duplicate_though_its_jaccard_is_low() -> None:
+    score = similarity(shingles(page("03")), shingles(page("01")))
+    assert score.containment > 0.95
+    assert score.coverage < 0.7  # Jaccard-like measures would call it different
+    assert score.is_duplicate(0.5)
+
+
+def test_unrelated_article_in_the_same_chrome_quoting_two_sentences_is_not() -> None:
+    for other in ("01", "02", "03"):
+        score = similarity(shingles(page("06")), shingles(page(other)))
+        assert not score.is_duplicate(0.5), other
+
+
+def test_quoted_passage_without_the_lead_is_not_a_duplicate() -> None:
+    """A short copy that is entirely quoted in the middle of a longer, different article."""
+    quoted = page("01").text.split("\n\n")[1]
+    before = page("08").text  # a different story of its own ...
+    after = page("06").text.split("\n")[3]  # ... and more of another after the quotation
+    host = f"{before}\n\nAs the wire report put it: {quoted}\n\n{after}"
+    score = similarity(shingle_sequence(body_tokens(quoted)), shingle_sequence(body_tokens(host)))
+    assert score.containment > 0.9
+    assert not score.shared_lead and score.coverage < 0.3
+    assert not score.is_duplicate(0.5)
+
+
+def test_band_keys_are_the_same_in_another_process() -> None:
+    """Band keys are persisted: a per-process hash seed would silently break dedupe."""
+    text = page("01").text
+    here = fingerprint(text).keys
+    code = (
+        "import json, sys; from monitor.dedupe import fingerprint; "
+        "print(json.dumps(fingerprint(sys.stdin.read()).keys))"
+    )
+    there = subprocess.run(
+        [sys.executable, "-c", code],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    ).stdout
+    assert json.loads(there) == here
+    assert len(here) == len(set(here))
+    assert all(-(2**63) <= key < 2**63 for key in here)
+
+
+# -- the stage: each layer alone ---------------------------------------------------------
+
+
+def test_first_article_starts_a_story(store: Store) -> None:
+    deduper = Deduper(store, official_domains=OFFICIAL)
+    article = add(store, page("01"))
+    result = deduper.assign(article)
+    assert result.is_new_story and result.method == "new" and result.duplicate_of is None
+    story = store.query("SELECT * FROM stories WHERE id = ?", (result.story_id,))[0]
+    assert story["primary_article_id"] == article
+    assert story["title"] == page("01").title
+    assert (story["article_count"], story["source_count"]) == (1, 1)
+    keys = store.scalar("SELECT count(*) FROM article_bands WHERE article_id = ?", (article,))
+    assert keys == len(fingerprint(page("01").text).keys)
+
+
+def test_url_layer_joins_the_same_page_fetched_under_another_url(store: Store) -> None:
+    deduper = Deduper(store)
+    first = deduper.assign(add(store, page("01")))
+    again = deduper.assign(
+        add(store, page("08"), url=page("01").url + "?utm_source=twitter#top", source="x")
+    )
+    assert again.method == "url" and again.story_id == first.story_id
+    assert not again.is_new_story
+
+
+def test_hash_layer_joins_identical_text_on_another_host(store: Store) -> None:
+    deduper = Deduper(store)
+    first = deduper.assign(add(store, page("01")))
+    copy = deduper.assign(add(store, page("05")))
+    assert (copy.method, copy.similarity, copy.story_id) == ("hash", 1.0, first.story_id)
+
+
+def test_near_layer_joins_a_wrapped_copy(store: Store) -> None:
+    deduper = Deduper(store)
+    first_id = add(store, page("01"))
+    first = deduper.assign(first_id)
+    copy_id = add(store, page("02"))
+    copy = deduper.assign(copy_id)
+    assert copy.method == "near" and copy.story_id == first.story_id
+    assert copy.duplicate_of == first_id and copy.similarity and copy.similarity > 0.9
+    row = store.query("SELECT * FROM articles WHERE id = ?", (copy_id,))[0]
+    assert (row["story_id"], row["dedupe_method"]) == (first.story_id, "near")
+    assert row["similarity"] == copy.similarity
+
+
+def test_near_layer_does_not_join_a_sibling_in_the_same_chrome(store: Store) -> None:
+    deduper = Deduper(store)
+    wrapped = deduper.assign(add(store, page("02")))
+    sibling = deduper.assign(add(store, page("06")))
+    assert sibling.is_new_story and sibling.story_id != wrapped.story_id
+
+
+@pytest.mark.parametrize(("threshold", "joins"), [(0.5, True), (1.0, False)])
+def test_threshold_is_honoured(store: Store, threshold: float, joins: bool) -> None:
+    deduper = Deduper(store, threshold=threshold)
+    deduper.assign(add(store, page("01")))
+    original = page("01")
+    edited = Page(
+        "edited",
+        "",
+        "",
+        "https://edited.example/1",
+        original.title,
+        original.text.replace("Tuesday", "Wednesday").replace("sharply", "markedly"),
+    )
+    result = deduper.assign(add(store, edited))
+    assert result.is_new_story is not joins
+    if joins:
+        assert result.similarity is not None and 0.9 < result.similarity < 1.0
+
+
+def test_assign_joins_the_callers_transaction(store: Store) -> None:
+    deduper = Deduper(store)
+    with pytest.raises(RuntimeError), store.transaction():
+        deduper.assign(add(store, page("01")))
+        raise RuntimeError("the pipeline failed later in the same transaction")
+    assert store.scalar("SELECT count(*) FROM stories") == 0
+    assert store.scalar("SELECT count(*) FROM article_bands") == 0
+
+
+def test_assigning_twice_changes_nothing(store: Store) -> None:
+    deduper = Deduper(store)
+    article = add(store, page("01"))
+    first = deduper.assign(article)
+    again = deduper.assign(article)
+    assert again.story_id == first.story_id and not again.is_new_story
+    assert store.scalar("SELECT count(*) FROM stories") == 1
+
+
+def test_empty_pages_do_not_form_a_story(store: Store) -> None:
+    deduper = Deduper(store)
+    one = deduper.assign(add(store, Page("a", "", "", "https://a.example/1", "A", "")))
+    two = deduper.assign(add(store, Page("b", "", "", "https://b.example/2", "B", "")))
+    assert one.is_new_story and two.is_new_story and one.story_id != two.story_id
+
+
+# -- together ----------------------------------------------------------------------------
+
+
+def feed(store: Store, names: list[str]) -> dict[str, object]:
+    deduper = Deduper(store, official_domains=OFFICIAL)
+    return {name: deduper.assign(add(store, PAGES[name])) for name in names}
+
+
+def test_fixture_pages_form_the_expected_stories(store: Store) -> None:
+    results = feed(store, list(PAGES))
+    by_expect: dict[str, set[int]] = {}
+    for name, result in results.items():
+        by_expect.setdefault(PAGES[name].expect, set()).add(result.story_id)  # type: ignore[attr-defined]
+    assert all(len(stories) == 1 for stories in by_expect.values()), by_expect
+    assert len({next(iter(s)) for s in by_expect.values()}) == len(by_expect)
+    new = [name for name, result in results.items() if result.is_new_story]  # type: ignore[attr-defined]
+    assert len(new) == len(by_expect)  # matching runs once per story
+
+
+def test_official_copy_becomes_primary_and_counts_are_kept(store: Store) -> None:
+    results = feed(store, ["01-xinhua-original", "02-dailyherald-wrap", "04-govcn-official"])
+    official = results["04-govcn-official"]
+    assert official.primary_changed  # type: ignore[attr-defined]
+    story = store.query("SELECT * FROM stories WHERE id = ?", (official.story_id,))[0]  # type: ignore[attr-defined]
+    primary_url = store.scalar(
+        "SELECT url FROM articles WHERE id = ?", (story["primary_article_id"],)
+    )
+    assert primary_url == page("04").url
+    assert story["title"] == page("04").title
+    assert (story["article_count"], story["source_count"]) == (3, 3)
+    # every copy and its source is kept
+    assert store.scalar("SELECT count(*) FROM articles WHERE story_id = ?", (story["id"],)) == 3
+
+
+def test_a_later_non_official_copy_does_not_take_the_primary(store: Store) -> None:
+    results = feed(store, ["04-govcn-official", "01-xinhua-original", "05-mirror-exact"])
+    assert not any(r.primary_changed for r in results.values())  # type: ignore[attr-defined]
+    story_id = results["04-govcn-official"].story_id  # type: ignore[attr-defined]
+    primary = store.scalar("SELECT primary_article_id FROM stories WHERE id = ?", (story_id,))
+    assert store.scalar("SELECT url FROM articles WHERE id = ?", (primary,)) == page("04").url
+
+
+def test_source_count_counts_sources_not_copies(store: Store) -> None:
+    deduper = Deduper(store)
+    first = deduper.assign(add(store, page("01"), source="wire"))
+    deduper.assign(add(store, page("02"), source="wire"))
+    deduper.assign(add(store, page("03"), source="lawfirm"))
+    counts = store.query(
+        "SELECT article_count, source_count FROM stories WHERE id = ?", (first.story_id,)
+    )[0]
+    assert tuple(counts) == (3, 2)
+
+
+def test_restart_in_the_middle_loses_no_dedupe_state(tmp_path: Path) -> None:
+    names = list(PAGES)
+    straight = Store.open(tmp_path / "straight.db")
+    expected = {n: r.story_id for n, r in feed(straight, names).items()}  # type: ignore[attr-defined]
+    straight.close()
+
+    path = tmp_path / "restarted.db"
+    first = Store.open(path)
+    before = feed(first, names[:3])
+    first.close()  # the process stops; nothing but the database survives
+    second = Store.open(path)
+    after = feed(second, names[3:])
+    bands = second.scalar("SELECT count(*) FROM article_bands")
+    second.close()
+    got = {n: r.story_id for n, r in {**before, **after}.items()}  # type: ignore[attr-defined]
+    assert got == expected
+    assert bands > 0
+
+
+# -- the labelled dev set ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEV_SET.exists(), reason="shared dedup-dev set not present")
+def test_dev_set_quality_does_not_regress() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import dedupe as bench  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    rows = bench.load(DEV_SET)
+    result = bench.run(rows, 0.5)
+    assert result["precision"] >= 0.998
+    assert result["f1"] >= 0.99
