@@ -68,6 +68,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 #: Seconds before the first retry of a deferred digest; doubles per attempt up to RETRY_MAX.
 RETRY_BASE = 60.0
 RETRY_MAX = 3600.0
+#: Shortest lease on a digest being sent; a crashed deliverer's digest is resent after it.
+LEASE_MIN = 60.0
 #: Longest evidence excerpt shown, in characters.
 EVIDENCE_MAX = 420
 CRASH_ENV = "MONITOR_CRASH_AT"
@@ -735,26 +737,49 @@ def deliver_pending(
     """Send every pending, due deferred, and interrupted (sending) digest; report each.
 
     SMTP when ``config.smtp.host`` is set, else ``.eml`` files in ``config.outbox_path``.
-    Assumes one deliverer at a time (the daemon's lock): a digest found in ``sending``
-    is taken to be left over from a crash and its unfinished recipients are resent.
+    Safe to call from several threads or processes at once: a digest is claimed in a
+    transaction with a lease (``next_attempt_at`` while ``sending``), and only a digest
+    whose lease ran out, because its deliverer died, is taken over and resent.
     """
     moment = now or clock.now()
     due = store.query(
-        "SELECT id FROM digests WHERE state IN ('pending', 'sending')"
-        " OR (state = 'deferred' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+        "SELECT id FROM digests WHERE state = 'pending'"
+        " OR (state IN ('deferred', 'sending')"
+        "     AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
         " ORDER BY id",
         (clock.iso(moment),),
     )
-    return [_deliver_one(store, config, row["id"], moment) for row in due]
+    results = []
+    for row in due:
+        result = _deliver_one(store, config, row["id"], moment)
+        if result is not None:
+            results.append(result)
+    return results
 
 
-def _deliver_one(store: Store, config: Config, digest_id: int, moment: datetime) -> DeliveryResult:
+def _lease(config: Config, recipients: int) -> timedelta:
+    """How long a claimed digest is ours: every SMTP step of every recipient timing out."""
+    if not config.smtp.host:
+        return timedelta(seconds=LEASE_MIN)
+    return timedelta(seconds=max(LEASE_MIN, config.smtp.timeout * (2 + 2 * recipients)))
+
+
+def _deliver_one(
+    store: Store, config: Config, digest_id: int, moment: datetime
+) -> DeliveryResult | None:
     stamp = clock.iso(moment)
     with store.transaction() as conn:
-        conn.execute(
-            "UPDATE digests SET state = 'sending', attempts = attempts + 1 WHERE id = ?",
-            (digest_id,),
-        )
+        recipients = conn.execute(
+            "SELECT COUNT(*) FROM digest_recipients WHERE digest_id = ?", (digest_id,)
+        ).fetchone()[0]
+        claimed = conn.execute(
+            "UPDATE digests SET state = 'sending', attempts = attempts + 1, next_attempt_at = ?"
+            " WHERE id = ? AND (state = 'pending' OR (state IN ('deferred', 'sending')"
+            "     AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))",
+            (clock.iso(moment + _lease(config, recipients)), digest_id, stamp),
+        ).rowcount
+    if not claimed:
+        return None  # another deliverer took it between our SELECT and our claim
     crash_point("digest-claimed")
     row = store.query("SELECT * FROM digests WHERE id = ?", (digest_id,))[0]
     everyone = [

@@ -8,6 +8,7 @@ once, and that no hit is dropped from a later digest.
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -259,3 +260,52 @@ def test_flaky_server_many_rounds_loses_nothing_and_duplicates_nothing(
         " AND id NOT IN (SELECT hit_id FROM digest_items)"
     )
     assert undelivered == 0
+
+
+def test_two_deliverers_at_once_send_each_digest_once(
+    tmp_path: Path, store: Store, config: Config, sink: SmtpSink, clock_now: datetime
+) -> None:
+    """The daemon's digest job and its delivery job may overlap; claims must not."""
+    for day in range(8):
+        with store.transaction() as conn:
+            add_story(
+                conn,
+                {
+                    "id": 300 + day,
+                    "title": f"Story {day}",
+                    "first_seen_at": clock_now.isoformat(),
+                    "articles": [
+                        {
+                            "id": 3000 + day,
+                            "source_id": 1,
+                            "url": f"https://ipwatchdog.example/c/{day}",
+                            "title": "t",
+                            "published": None,
+                        }
+                    ],
+                },
+            )
+            add_hit(conn, {"story_id": 300 + day, "article_id": 3000 + day,
+                           "commitment_id": "PO-1.5", "score": 3.0,
+                           "matched_at": clock_now.isoformat(), "evidence": []})  # fmt: skip
+        build_digest(store, config, FIXTURE_GROUP, now=clock_now + timedelta(minutes=day))
+    later = clock_now + timedelta(hours=1)
+    start = threading.Barrier(3)
+    results: list[list[str]] = []
+
+    def deliverer() -> None:
+        own = Store.open(tmp_path / "monitor.db")
+        try:
+            start.wait()
+            results.append([r.state for r in deliver_pending(own, config, now=later)])
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=deliverer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sum(len(r) for r in results) == 8
+    assert_exactly_once(store, sink)
