@@ -76,6 +76,17 @@ HARD_NEGATIVES = {
         "中国球员加盟皇家马德里青年队",
         "据报道，一名中国年轻球员近日加盟皇家马德里青年队，成为首位进入该俱乐部梯队的中国球员。",
     ),
+    "US jury, not a Chinese court": (
+        "Texas jury awards triple damages against Chinese firm",
+        "A jury in Texas awarded triple damages against a Chinese firm for wilful patent "
+        "infringement, and a federal jury found a Chinese national guilty of stealing trade "
+        "secrets under a criminal threshold.",
+    ),
+    "China's export figures are not border enforcement": (
+        "China's exports beat forecasts, customs data show",
+        "China's cross-border trade grew as exports rose 7.6 percent, customs data showed, "
+        "including royalties for intellectual property.",
+    ),
     "Hague tribunal, not the Hague design system": (
         "Hague tribunal rules against China in South China Sea case",
         "An international tribunal in The Hague ruled that China's claims lack legal basis, and "
