@@ -34,6 +34,7 @@ from monitor.dedupe_text import (
     band_keys,
     body_tokens,
     minhash,
+    one_permutation_minhash,
     shingle_sequence,
     similarity,
     words,
@@ -149,7 +150,7 @@ def fingerprint(text: str) -> Fingerprint:
     shingles = shingle_sequence(tokens)
     if shingles.size == 0:
         return Fingerprint(shingles, [])
-    body = minhash(np.unique(shingles), BODY_BANDS * BODY_ROWS)
+    body = one_permutation_minhash(shingles, BODY_BANDS * BODY_ROWS)
     lead_shingles = shingles[: max(1, LEAD_WORDS - SHINGLE + 1)]
     lead = minhash(lead_shingles, LEAD_BANDS * LEAD_ROWS, offset=BODY_BANDS * BODY_ROWS)
     keys = band_keys(body, BODY_ROWS, 0) + band_keys(lead, LEAD_ROWS, _LEAD_SALT)
