@@ -617,7 +617,7 @@ def build_digest(
 
 
 def compose_message(
-    row: Mapping[str, Any], recipients: Sequence[str], config: Config
+    row: sqlite3.Row | Mapping[str, Any], recipients: Sequence[str], config: Config
 ) -> EmailMessage:
     """The digest as a multipart/alternative mail, rebuilt identically from its stored row."""
     sender = config.smtp.sender
@@ -654,6 +654,7 @@ class _ConnectionLost(TransientDeliveryError):
 
 def _classify(exc: Exception) -> DeliveryError:
     """Map smtplib/socket failures onto the error tree: 5xx permanent, the rest transient."""
+    reply: bytes | str
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(exc.recipients.values()), (0, b""))
     elif isinstance(exc, smtplib.SMTPAuthenticationError):
@@ -663,6 +664,8 @@ def _classify(exc: Exception) -> DeliveryError:
         code, reply = exc.smtp_code, exc.smtp_error
     elif isinstance(exc, smtplib.SMTPServerDisconnected):
         return _ConnectionLost(f"connection lost: {exc or 'server disconnected'}")
+    elif isinstance(exc, smtplib.SMTPException):  # e.g. no STARTTLS or AUTH offered
+        return _ConnectionLost(f"SMTP error: {exc}")
     elif isinstance(exc, OSError):
         return _ConnectionLost(f"cannot reach the SMTP server: {exc.strerror or exc}")
     else:

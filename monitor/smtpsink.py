@@ -17,11 +17,16 @@ would misbehave::
     sink.fail("data", DROP)        # close the connection after DATA, before replying
     sink.fail("data", ACCEPT_THEN_DROP)  # keep the message, then drop before replying
     sink.stop(); ...; sink.start()  # server down (connection refused), then back up
+
+With ``tls=context`` the server offers STARTTLS (and requires it); with
+``implicit_tls=True`` it speaks TLS from the first byte (port-465 style). With
+``login=("user", "secret")`` it requires AUTH and records who logged in.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -29,6 +34,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 #: Fault reply: close the connection after the data arrived, without replying and
 #: without keeping the message (the client cannot know it was not delivered).
@@ -48,6 +54,8 @@ class ReceivedMessage:
     rcpt_tos: tuple[str, ...]
     data: bytes
     message: EmailMessage
+    tls: bool = False
+    login: str | None = None
 
     @property
     def message_id(self) -> str:
@@ -59,6 +67,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _is_tls(server: Any, session: Any) -> bool:
+    """STARTTLS sets session.ssl; implicit TLS only shows on the transport."""
+    transport = getattr(server, "transport", None)
+    implicit = transport is not None and transport.get_extra_info("sslcontext") is not None
+    return session.ssl is not None or implicit
 
 
 class _Handler:
@@ -88,7 +103,10 @@ class _Handler:
         reply = self.sink._take_fault("data")
         data = bytes(envelope.original_content or envelope.content or b"")
         if reply in (None, ACCEPT_THEN_DROP):
-            self.sink._record(envelope.mail_from, tuple(envelope.rcpt_tos), data)
+            login = session.auth_data if session.authenticated else None
+            self.sink._record(
+                envelope.mail_from, tuple(envelope.rcpt_tos), data, _is_tls(server, session), login
+            )
         if reply in (DROP, ACCEPT_THEN_DROP):
             server.transport.abort()
             return "421 4.3.0 connection dropped by test"  # never reaches the client
@@ -100,9 +118,21 @@ class _Handler:
 class SmtpSink:
     """aiosmtpd on 127.0.0.1 (a free port unless given) recording every message."""
 
-    def __init__(self, *, port: int | None = None, hostname: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        hostname: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.hostname = hostname
         self.port = port or free_port()
+        self.tls = tls
+        self.implicit_tls = implicit_tls
+        self.login = login
+        self.failed_logins = 0
         self.messages: list[ReceivedMessage] = []
         self._faults: dict[str, list[str]] = {stage: [] for stage in _STAGES}
         self._lock = threading.Lock()
@@ -113,12 +143,20 @@ class SmtpSink:
     def start(self) -> SmtpSink:
         """Listen (again) on the same port; a no-op when already running."""
         if self._controller is None:
+            options: dict[str, Any] = {"decode_data": False}
+            if self.tls is not None and self.implicit_tls:
+                options["ssl_context"] = self.tls
+            elif self.tls is not None:
+                options.update(tls_context=self.tls, require_starttls=True)
+            if self.login is not None:
+                options.update(
+                    authenticator=self._authenticate,
+                    auth_required=True,
+                    # implicit TLS is invisible to aiosmtpd's STARTTLS bookkeeping
+                    auth_require_tls=self.tls is not None and not self.implicit_tls,
+                )
             controller = Controller(
-                _Handler(self),
-                hostname=self.hostname,
-                port=self.port,
-                ready_timeout=5.0,
-                decode_data=False,
+                _Handler(self), hostname=self.hostname, port=self.port, ready_timeout=5.0, **options
             )
             controller.start()
             self._controller = controller
@@ -164,11 +202,29 @@ class SmtpSink:
             queue = self._faults[stage]
             return queue.pop(0) if queue else None
 
-    def _record(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> None:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if isinstance(auth_data, LoginPassword) and self.login is not None:
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if (user, password) == self.login:
+                return AuthResult(success=True, auth_data=user)
+        with self._lock:
+            self.failed_logins += 1
+        return AuthResult(success=False, handled=False)
+
+    def _record(
+        self,
+        mail_from: str,
+        rcpt_tos: tuple[str, ...],
+        data: bytes,
+        tls: bool = False,
+        login: str | None = None,
+    ) -> None:
         parsed = message_from_bytes(data, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         with self._lock:
-            self.messages.append(ReceivedMessage(mail_from, rcpt_tos, data, parsed))
+            self.messages.append(ReceivedMessage(mail_from, rcpt_tos, data, parsed, tls, login))
 
     def received_by(self, recipient: str) -> list[ReceivedMessage]:
         """Messages whose envelope included ``recipient`` (what that mailbox would hold)."""
