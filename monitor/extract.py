@@ -26,12 +26,22 @@ from lxml import etree
 from lxml.html import HtmlElement, fromstring
 from trafilatura.utils import HTML_PARSER, load_html
 
-from monitor.extract_clean import body_lines, clean_lines, link_texts, render
+from monitor.extract_clean import (
+    add_missing_paragraphs,
+    body_lines,
+    clean_lines,
+    coverage,
+    dense_paragraphs,
+    link_texts,
+    render,
+)
 from monitor.extract_meta import detect_language, find_published, read_meta
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 SNIFF_CHARS = 4096
 MIN_TEXT_CHARS = 250  # below this the fast pass probably missed the article
+MIN_COVERAGE = 0.8  # share of the voted paragraphs a text must hold to count as the article
+MAX_BLOAT = 4.0  # a fast pass this much longer than the voted paragraphs took in chrome
 # Never article text; removing them first makes every later pass cheaper.
 NON_CONTENT_TAGS = (
     "script",
@@ -146,14 +156,16 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
         if selected is not None:
             tree = selected
     links = link_texts(tree)
-    text = _body_text(tree, url, meta.title_variants, links, fast=True)
-    if len(text) < MIN_TEXT_CHARS:
-        # The fast pass found little: on some layouts only trafilatura's full cascade
-        # (readability and jusText comparisons) finds the article. Rare, so affordable.
+    expected = dense_paragraphs(tree)
+    text = _body_text(tree, url, meta.title_variants, links, expected, fast=True)
+    if _doubtful(text, expected):
+        # The fast pass disagrees with the paragraph vote: on some layouts (an article
+        # split over sibling blocks, a menu taken for the body) only trafilatura's full
+        # cascade, with its readability and jusText comparisons, finds the article.
         full_tree = _parse(html)
         if full_tree is not None:
-            second = _body_text(full_tree, url, meta.title_variants, links, fast=False)
-            if len(second) > len(text):
+            second = _body_text(full_tree, url, meta.title_variants, links, expected, fast=False)
+            if _better(second, text, expected):
                 text = second
     return Article(
         title=meta.title,
@@ -167,17 +179,46 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
     )
 
 
+def _doubtful(text: str, expected: list[str]) -> bool:
+    """Whether the fast pass probably missed the article, or holds it amid a menu or more."""
+    if len(text) < MIN_TEXT_CHARS:
+        return True
+    expected_chars = sum(len(p) for p in expected)
+    return (
+        expected_chars >= MIN_TEXT_CHARS
+        and len(text) > MAX_BLOAT * expected_chars
+        and coverage(text, expected) >= MIN_COVERAGE
+    )
+
+
+def _better(candidate: str, current: str, expected: list[str]) -> bool:
+    """Whether the full cascade's text beats the fast pass's: it finds some article where
+    the fast pass found next to nothing, or the voted paragraphs in less text."""
+    if not current:
+        return bool(candidate)
+    if len(current) < MIN_TEXT_CHARS:
+        return coverage(candidate, expected) > coverage(current, expected)
+    return coverage(candidate, expected) >= MIN_COVERAGE and len(candidate) < len(current)
+
+
 def _body_text(
-    tree: HtmlElement, url: str | None, titles: tuple[str, ...], links: list[str], *, fast: bool
+    tree: HtmlElement,
+    url: str | None,
+    titles: tuple[str, ...],
+    links: list[str],
+    expected: list[str],
+    *,
+    fast: bool,
 ) -> str:
-    """Trafilatura's article region, as clean paragraphs."""
+    """Trafilatura's article region, completed from the paragraph vote, as clean paragraphs."""
     document = trafilatura.bare_extraction(
         tree, url=url, fast=fast, include_comments=False, with_metadata=False
     )
     body = getattr(document, "body", None)
     if body is None:
         return ""
-    return render(clean_lines(body_lines(body), titles, links))
+    lines = add_missing_paragraphs(body_lines(body), expected)
+    return render(clean_lines(lines, titles, links))
 
 
 def _select(tree: HtmlElement, selectors: str) -> HtmlElement | None:

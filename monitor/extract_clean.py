@@ -52,6 +52,7 @@ BOILERPLATE_LINE = re.compile(
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
+INLINE_TAGS = {"hi", "ref", "del", "graphic", "span", "b", "i", "em", "strong", "a"}
 RULE_LINE = re.compile(r"^[\W_]*$")  # "___", "* * *": separators, no words
 WORD = re.compile(r"\w+")
 
@@ -68,14 +69,26 @@ class Line:
 def body_lines(body: _Element) -> list[Line]:
     """Lines of trafilatura's body, split at its <lb/>, list items and table rows."""
     lines: list[Line] = []
-    for block_index, element in enumerate(body):
+    block = 0
+
+    def loose(text: str | None) -> None:
+        nonlocal block
+        text = " ".join((text or "").split())
+        if text:  # text between blocks, outside any element: a paragraph of its own
+            lines.append(Line(text, "p", block))
+            block += 1
+
+    loose(body.text)
+    for element in body:
         kind = str(element.tag)
         if kind in ("list", "table"):
             rows = element.iter("item") if kind == "list" else element.iter("row")
             for row in rows:
-                lines.extend(_split(row, "item" if kind == "list" else "row", block_index))
+                lines.extend(_split(row, "item" if kind == "list" else "row", block))
         else:
-            lines.extend(_split(element, kind, block_index))
+            lines.extend(_split(element, kind, block))
+        block += 1
+        loose(element.tail)
     return lines
 
 
@@ -92,11 +105,12 @@ def _split(element: _Element, kind: str, block: int) -> Iterator[Line]:
                 yield from flush()
             elif child.tag in ("list", "item", "row"):
                 pass
-            elif child.tag == "cell":
+            elif child.tag in INLINE_TAGS:
+                yield from walk(child)
+            else:  # a block inside a block: keep its words apart from the neighbours'
                 parts.append(" ")
                 yield from walk(child)
-            else:
-                yield from walk(child)
+                parts.append(" ")
             if child.tail:
                 parts.append(child.tail)
 
@@ -184,3 +198,104 @@ def render(lines: list[Line]) -> str:
         blocks[-1].append(line.text)
         previous = line.block
     return "\n\n".join("\n".join(block) for block in blocks)
+
+
+MIN_DENSE_PARAGRAPH_CHARS = 120
+MAX_PARAGRAPH_LINK_SHARE = 0.3
+ANCESTOR_WEIGHTS = (1.0, 0.5, 0.25)  # parent, grandparent, great-grandparent
+SIBLING_CHUNK_LEVELS = 3
+
+
+def dense_paragraphs(tree: _Element) -> list[str]:
+    """A cheap second opinion on where the article is, readability-style.
+
+    Long ``<p>`` with little link text vote for their parent (and, less, for the two
+    ancestors above it, so an article split over sibling blocks still wins as a whole);
+    the paragraphs under the winner are what any extraction should contain.
+    """
+    paragraphs: list[tuple[_Element, str]] = []
+    votes: dict[_Element, float] = {}
+    for paragraph in tree.iter("p"):
+        text = " ".join("".join(paragraph.itertext()).split())
+        if len(text) < MIN_DENSE_PARAGRAPH_CHARS or BOILERPLATE_LINE.match(text):
+            continue
+        linked = sum(len("".join(a.itertext())) for a in paragraph.iter("a"))
+        if linked > MAX_PARAGRAPH_LINK_SHARE * len(text):
+            continue
+        paragraphs.append((paragraph, text))
+        ancestor = paragraph.getparent()
+        for weight in ANCESTOR_WEIGHTS:
+            if ancestor is None:
+                break
+            votes[ancestor] = votes.get(ancestor, 0.0) + weight * len(text)
+            ancestor = ancestor.getparent()
+    if not votes:
+        return []
+    winner = max(votes, key=votes.__getitem__)
+    # An article cut into chunks (between ads, around embeds) repeats its container's
+    # markup: blocks with the winner's tag and class near it are the same article.
+    scope = winner
+    for _ in range(SIBLING_CHUNK_LEVELS):
+        if scope.getparent() is None:
+            break
+        scope = scope.getparent()
+    signature = (winner.tag, winner.get("class"))
+
+    def in_article(paragraph: _Element) -> bool:
+        ancestors = list(paragraph.iterancestors())
+        if winner in ancestors:
+            return True
+        parent = paragraph.getparent()
+        return (
+            signature[1] is not None
+            and parent is not None
+            and (parent.tag, parent.get("class")) == signature
+            and scope in ancestors
+        )
+
+    return [text for paragraph, text in paragraphs if in_article(paragraph)]
+
+
+def coverage(text: str, paragraphs: list[str]) -> float:
+    """Share of the paragraphs' characters whose opening words appear in ``text``."""
+    total = sum(len(p) for p in paragraphs)
+    if not total:
+        return 1.0
+    haystack = normalized(text)
+    found = sum(len(p) for p in paragraphs if normalized(p[:80]) in haystack)
+    return found / total
+
+
+MIN_MISSING_PARAGRAPHS = 2
+MIN_MISSING_SHARE = 0.3
+
+
+def add_missing_paragraphs(lines: list[Line], expected: list[str]) -> list[Line]:
+    """Append voted paragraphs that follow the last one the extractor kept.
+
+    Some pages split one article over sibling blocks (between ads, or after a fold) and
+    trafilatura's fast pass keeps only the first. When its lines hold the start of the
+    voted paragraphs but a good share of them after that is missing, they are put back
+    after the line holding the last paragraph found. Paragraphs it left out in the middle
+    were left out on purpose (captions, embeds) and stay out.
+    """
+    if not expected or not lines:
+        return lines
+    line_texts = [normalized(line.text) for line in lines]
+    last_found, last_line = -1, -1
+    for index, paragraph in enumerate(expected):
+        key = normalized(paragraph[:80])
+        for line_index, text in enumerate(line_texts):
+            if key and key in text:
+                last_found, last_line = index, line_index
+                break
+    tail = expected[last_found + 1 :]
+    if (
+        last_found < 0
+        or len(tail) < MIN_MISSING_PARAGRAPHS
+        or sum(len(p) for p in tail) < MIN_MISSING_SHARE * sum(len(p) for p in expected)
+    ):
+        return lines
+    next_block = max(line.block for line in lines) + 1
+    added = [Line(text, "p", next_block + offset) for offset, text in enumerate(tail)]
+    return lines[: last_line + 1] + added + lines[last_line + 1 :]
