@@ -31,7 +31,8 @@ import random
 import socket
 import time
 import zlib
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -220,27 +221,100 @@ async def _resolve(host: str, port: int) -> list[str]:
     return seen
 
 
-def _guarded_transport(settings: FetchConfig, policy: _AddressPolicy) -> httpx.AsyncHTTPTransport:
-    limits = httpx.Limits(
-        max_connections=settings.concurrency * 2,
-        max_keepalive_connections=settings.concurrency * 2,
-        keepalive_expiry=30.0,
-    )
-    transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, trust_env=False)
-    # httpx has no public hook for the network backend; the pool it built already holds
-    # the SSL context it chose, so we rebuild the pool around our guarded backend.
-    ssl_context = transport._pool._ssl_context  # type: ignore[attr-defined]
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        http1=True,
-        http2=False,
-        retries=0,
-        network_backend=_GuardedBackend(policy),
-    )
-    return transport
+class _PerHostTransport(httpx.AsyncBaseTransport):
+    """One small connection pool per host, each behind the private-network guard.
+
+    httpcore's pool scans all its connections for every queued request, so with one
+    pool for hundreds of hosts that scan dominated the client's CPU (measured at ~6 ms
+    per request with 64 connections, capping a 2-core machine near 70 requests/s).
+    With a pool per host each scan sees at most ``per_host`` connections, and the
+    per-host limit also holds at the connection level. Pools of hosts not used lately
+    are closed once there are more than ``max_pools``, so a few hundred sources do not
+    keep a few hundred idle sockets open.
+    """
+
+    def __init__(self, settings: FetchConfig, policy: _AddressPolicy) -> None:
+        self._settings = settings
+        self._backend = _GuardedBackend(policy)
+        self._ssl_context = httpx.create_ssl_context(trust_env=False)
+        self._pools: OrderedDict[tuple[bytes, bytes, int | None], _Pool] = OrderedDict()
+        self.max_pools = max(64, settings.concurrency * 2)
+
+    def _new_pool(self) -> httpx.AsyncHTTPTransport:
+        per_host = self._settings.per_host
+        transport = httpx.AsyncHTTPTransport(verify=self._ssl_context, retries=0, trust_env=False)
+        # httpx has no public hook for the network backend, so the pool it built is
+        # replaced by one around our guarded backend (same SSL context, same options).
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context,
+            max_connections=per_host + 1,  # +1: robots.txt may overlap a page request
+            max_keepalive_connections=per_host + 1,
+            keepalive_expiry=30.0,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=self._backend,
+        )
+        return transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.url.raw_scheme, request.url.raw_host, request.url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            await self._evict()
+            pool = self._pools[key] = _Pool(self._new_pool())
+        self._pools.move_to_end(key)
+        pool.active += 1
+        try:
+            response = await pool.transport.handle_async_request(request)
+        except BaseException:
+            pool.active -= 1
+            raise
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_CountedStream(response.stream, pool),
+            extensions=response.extensions,
+        )
+
+    async def _evict(self) -> None:
+        for key in list(self._pools):
+            if len(self._pools) < self.max_pools:
+                return
+            if self._pools[key].active == 0:
+                await self._pools.pop(key).transport.aclose()
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            await pool.transport.aclose()
+
+
+@dataclass
+class _Pool:
+    transport: httpx.AsyncHTTPTransport
+    active: int = 0
+
+
+class _CountedStream(httpx.AsyncByteStream):
+    """A response body that tells its pool when it is closed (the pool may then be evicted)."""
+
+    def __init__(self, inner: Any, pool: _Pool) -> None:
+        self._inner = inner
+        self._pool = pool
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if not self._closed:
+                self._closed = True
+                self._pool.active -= 1
 
 
 # -- decompression with a bounded output --------------------------------------------------
@@ -354,7 +428,7 @@ class Fetcher:
         self._policy = _AddressPolicy(settings.allow_private_networks, networks)
         self._custom_transport = transport is not None
         self._client = httpx.AsyncClient(
-            transport=transport or _guarded_transport(settings, self._policy),
+            transport=transport or _PerHostTransport(settings, self._policy),
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout,
                 read=settings.read_timeout,
