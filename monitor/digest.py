@@ -38,7 +38,7 @@ import sqlite3
 import ssl
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
@@ -117,6 +117,8 @@ class StoryItem:
     score: float
     #: Set when the story was mailed before and these sources joined it since.
     new_sources: tuple[str, ...] = ()
+    #: Other commitments of this digest the same story is listed under.
+    also_under: tuple[str, ...] = ()
 
     @property
     def updated(self) -> bool:
@@ -212,7 +214,8 @@ class DeliveryResult:
 _CANDIDATES_SQL = """
 SELECT h.id AS hit_id, h.story_id, h.commitment_id, h.score, h.evidence,
        s.title AS story_title, s.first_seen_at,
-       pa.url AS primary_url, pa.title AS primary_title, pa.published AS primary_published,
+       pa.url AS primary_url, pa.canonical_url AS primary_canonical, pa.title AS primary_title,
+       pa.published AS primary_published,
        ps.name AS primary_source
 FROM hits h
 JOIN stories s ON s.id = h.story_id
@@ -236,7 +239,8 @@ WITH mailed AS (
 )
 SELECT h.id AS hit_id, h.story_id, h.commitment_id, h.score, h.evidence, mailed.last_mailed,
        s.title AS story_title, s.first_seen_at,
-       pa.url AS primary_url, pa.title AS primary_title, pa.published AS primary_published,
+       pa.url AS primary_url, pa.canonical_url AS primary_canonical, pa.title AS primary_title,
+       pa.published AS primary_published,
        ps.name AS primary_source
 FROM mailed
 JOIN hits h ON h.id = mailed.hit_id
@@ -409,7 +413,8 @@ def _story_item(
         hit_id=row["hit_id"],
         story_id=row["story_id"],
         headline=_clean(row["story_title"]) or _clean(row["primary_title"]) or "(untitled)",
-        url=safe_url(row["primary_url"]),
+        # the canonical URL has tracking parameters removed; the fetched one is the fallback
+        url=safe_url(row["primary_canonical"]) or safe_url(row["primary_url"]),
         source=_clean(row["primary_source"]),
         other_sources=_other_sources(store, row["story_id"], row["primary_source"]),
         date=_story_date(row["primary_published"], row["first_seen_at"], zone),
@@ -461,9 +466,19 @@ def collect(store: Store, config: Config, group: DigestConfig, moment: datetime)
             )
             hit_ids.append(row["hit_id"])
             updated_count += 1
+    listed_under: dict[int, list[str]] = {}
+    for commitment_id, items in by_commitment.items():
+        for item in items:
+            listed_under.setdefault(item.story_id, []).append(commitment_id)
     sections = []
     for commitment_id, items in by_commitment.items():
         info = commitments[commitment_id]
+        items[:] = [
+            replace(
+                item, also_under=tuple(c for c in listed_under[item.story_id] if c != commitment_id)
+            )
+            for item in items
+        ]
         items.sort(key=lambda i: (i.updated, -i.score, i.headline.lower(), i.story_id))
         sections.append(
             CommitmentSection(

@@ -241,3 +241,20 @@ def test_web_content_is_escaped_and_only_http_links_survive(
     for bad in ("javascript:", "JaVaScRiPt:", "data:text"):
         assert bad not in html and bad not in text
     assert f"{HOSTILE_TITLE} #3" in " ".join(text.split())
+
+
+def test_links_use_the_canonical_url_and_repeats_name_their_other_commitments(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    with store.transaction() as conn:
+        conn.execute("UPDATE articles SET url = url || '?utm_source=rss&fbclid=x' WHERE id = 21")
+        add_hit(conn, {"story_id": 2, "article_id": 21, "commitment_id": "PO-1.5", "score": 1.2,
+                       "matched_at": "2026-11-24T15:05:00+00:00", "evidence": []})  # fmt: skip
+
+    html, text = render_preview(store, config, FIXTURE_GROUP, now=clock_now)
+
+    assert "utm_source" not in html and "utm_source" not in text
+    assert 'href="https://managingip.example/cnipa-supplemental-data"' in html
+    flat = " ".join(text.split())
+    assert "also listed under PO-1.10" in flat and "also listed under PO-1.5" in flat
