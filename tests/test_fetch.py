@@ -553,3 +553,62 @@ def test_one_broken_site_never_stops_or_slows_the_others(host: SiteHost) -> None
     healthy_done = max(finished[host.url(p)] for p in healthy_paths)
     assert healthy_done < slow_delay
     assert min(finished[u] for u in broken_urls[:2]) >= slow_delay
+
+
+# -- source health -------------------------------------------------------------------------------
+
+
+def test_source_health_flags_silent_and_failing_sources(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.clock import iso
+    from monitor.config import SourceConfig
+    from monitor.fetch_health import source_health
+    from monitor.store import Store
+
+    store = Store.open(tmp_path / "health.db")
+    store.sync_sources(
+        [
+            SourceConfig(name=name, url=f"https://{name}.example.org/feed")
+            for name in ("daily", "quiet", "broken", "young")
+        ]
+    )
+    start = datetime(2026, 11, 1, 8, tzinfo=UTC)
+    at = datetime(2026, 11, 25, 8, tzinfo=UTC)
+
+    def arrivals(name: str, days: list[int]) -> None:
+        source_id = store.source_id(name)
+        for number, day in enumerate(days):
+            for batch in range(3):  # one run's items arrive together: one arrival
+                store.conn.execute(
+                    "INSERT INTO seen_items (source_id, item_key, url, first_seen_at)"
+                    " VALUES (?, ?, NULL, ?)",
+                    (
+                        source_id,
+                        f"{number}-{batch}",
+                        iso(start + timedelta(days=day, seconds=batch)),
+                    ),
+                )
+        store.update_source(source_id, last_new_item_at=iso(start + timedelta(days=days[-1])))
+
+    arrivals("daily", list(range(0, 24)))  # every day up to yesterday
+    arrivals("quiet", [0, 1, 2, 3, 4, 5])  # daily, then nothing for 19 days
+    arrivals("young", [20, 23])  # too little history to judge
+    broken = store.source_id("broken")
+    store.update_source(broken, consecutive_failures=3, last_error="HTTP 403")
+    for name in ("daily", "quiet", "young"):
+        store.update_source(store.source_id(name), last_success_at=iso(at))
+    health = {h.name: h for h in source_health(store, at=at)}
+    store.close()
+
+    assert not health["daily"].silent and health["daily"].status == "ok"
+    assert health["quiet"].silent
+    assert health["quiet"].status == "silent: no new item for 19 d, usually every 24 h"
+    assert not health["young"].silent and health["young"].usual_gap is None
+    assert health["broken"].status == "failing (3 runs): HTTP 403"
+    assert health["quiet"].row()["usual_gap"] == "24 h"
+    # A source fetched weekly cannot be expected to show items daily.
+    with_floor = source_health(
+        Store.open(tmp_path / "health.db"), at=at, intervals={"quiet": 7 * 86400}
+    )
+    assert not {h.name: h for h in with_floor}["quiet"].silent
