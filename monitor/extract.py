@@ -212,7 +212,12 @@ def _body_text(
 ) -> str:
     """Trafilatura's article region, completed from the paragraph vote, as clean paragraphs."""
     document = trafilatura.bare_extraction(
-        tree, url=url, fast=fast, include_comments=False, with_metadata=False
+        tree,
+        url=url,
+        fast=fast,
+        favor_recall=fast,
+        include_comments=False,
+        with_metadata=False,
     )
     body = getattr(document, "body", None)
     if body is None:
