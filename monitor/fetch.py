@@ -59,6 +59,7 @@ REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 MAX_CRAWL_DELAY = 60.0
 # A Retry-After of years would silence a source for good; a week is the most we obey.
 MAX_RETRY_AFTER = 7 * 86400.0
+DEFAULT_429_PAUSE = 60.0  # a 429 without Retry-After still pauses its host this long
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
 ROBOTS_RETRY_S = 300.0  # how long an unreachable robots.txt is remembered before trying again
 _CHUNK = 64 * 1024
@@ -330,6 +331,7 @@ class _Decoder:
     def __init__(self, encodings: list[str], limit: int) -> None:
         self.limit = limit
         self.total = 0
+        self._fed = False
         self._stages: list[Any] = []
         for name in reversed(encodings):  # the last encoding applied is undone first
             if name in ("", "identity"):
@@ -351,6 +353,7 @@ class _Decoder:
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
+        self._fed = True
         chunks = [data]
         for index in range(len(self._stages)):
             out: list[bytes] = []
@@ -384,6 +387,10 @@ class _Decoder:
             if isinstance(stage, str):
                 continue
             data = (stage.decompress(tail) if tail else b"") + stage.flush()
+            if self._fed and not stage.eof:
+                # zlib's flush() returns what it has without complaint; a cut stream
+                # would otherwise pass for a whole (shorter) page.
+                raise zlib.error("the compressed stream ends early")
             tail = data
             if index == len(self._stages) - 1:
                 self.total += len(data)
@@ -401,6 +408,8 @@ class _HostState:
     gate: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_start: float = float("-inf")
     delay: float = 0.0
+    resume_at: float = float("-inf")  # a 429/503 Retry-After pauses the whole host until then
+    pause_reason: str = ""
 
 
 @dataclass
@@ -635,6 +644,7 @@ class Fetcher:
         host = self._host(host_key(url))
         async with host.slots:
             async with host.gate:
+                self._check_paused(host)
                 wait = (
                     host.last_start + max(host.delay, self.settings.min_delay) - (time.monotonic())
                 )
@@ -643,9 +653,30 @@ class Fetcher:
                 await self._global.acquire()
                 host.last_start = time.monotonic()
             try:
-                return await self._send(url, headers, limit or self._limit)
+                status, response_headers, content = await self._send(
+                    url, headers, limit or self._limit
+                )
             finally:
                 self._global.release()
+        if status in (429, 503):
+            pause = parse_retry_after(response_headers.get("retry-after"))
+            if pause is None and status == 429:
+                pause = DEFAULT_429_PAUSE
+            if pause:
+                # "Too many requests" speaks for the whole host, not just this URL: the
+                # other pages queued for it in this run wait instead of piling on.
+                host.resume_at = max(host.resume_at, time.monotonic() + pause)
+                host.pause_reason = f"HTTP {status}"
+        return status, response_headers, content
+
+    def _check_paused(self, host: _HostState) -> None:
+        remaining = host.resume_at - time.monotonic()
+        if remaining > 0:
+            raise TransientFetchError(
+                f"not sent: the site asked us to wait ({host.pause_reason}),"
+                f" {_seconds(remaining)} left",
+                retry_after=remaining,
+            )
 
     async def _send(
         self, url: str, headers: dict[str, str], limit: int
