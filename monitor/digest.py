@@ -70,6 +70,10 @@ RETRY_BASE = 60.0
 RETRY_MAX = 3600.0
 #: Shortest lease on a digest being sent; a crashed deliverer's digest is resent after it.
 LEASE_MIN = 60.0
+#: A group's digests cover hits matched from this long before its first digest on: a new
+#: group does not get years of history, and every later hit reaches it however long the
+#: daemon was down.
+FIRST_DIGEST_LOOKBACK = timedelta(days=7)
 #: Longest evidence excerpt shown, in characters.
 EVIDENCE_MAX = 420
 CRASH_ENV = "MONITOR_CRASH_AT"
@@ -223,6 +227,7 @@ LEFT JOIN articles pa ON pa.id = COALESCE(s.primary_article_id, h.article_id)
 LEFT JOIN sources ps ON ps.id = pa.source_id
 WHERE h.score >= :min_score
   AND h.matched_at <= :now
+  AND h.matched_at > :not_before
   AND NOT EXISTS (
       SELECT 1 FROM digest_items di JOIN digests d ON d.id = di.digest_id
       WHERE di.hit_id = h.id AND d.group_name = :group AND d.state != 'failed')
@@ -447,7 +452,16 @@ def collect(store: Store, config: Config, group: DigestConfig, moment: datetime)
     """
     zone = _zone(config, group)
     commitments = _group_commitments(store, group)
-    params = {"min_score": group.min_score, "now": clock.iso(moment), "group": group.name}
+    started = clock.parse_iso(
+        store.scalar("SELECT MIN(created_at) FROM digests WHERE group_name = ?", (group.name,))
+    )
+    params = {
+        "min_score": group.min_score,
+        "now": clock.iso(moment),
+        "group": group.name,
+        # A group added to a store with years of hits starts with recent ones, not all.
+        "not_before": clock.iso(min(started or moment, moment) - FIRST_DIGEST_LOOKBACK),
+    }
     by_commitment: dict[str, list[StoryItem]] = {}
     hit_ids: list[int] = []
     new_count = updated_count = 0

@@ -258,3 +258,22 @@ def test_links_use_the_canonical_url_and_repeats_name_their_other_commitments(
     assert 'href="https://managingip.example/cnipa-supplemental-data"' in html
     flat = " ".join(text.split())
     assert "also listed under PO-1.10" in flat and "also listed under PO-1.5" in flat
+
+
+def test_a_new_group_starts_with_a_week_of_hits_then_misses_none(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    with store.transaction() as conn:
+        conn.execute("UPDATE hits SET matched_at = '2026-10-01T00:00:00+00:00' WHERE id = 3")
+    first = build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    items = store.query("SELECT hit_id FROM digest_items WHERE digest_id = ?", (first,))
+    assert sorted(r[0] for r in items) == [1, 2]  # hit 3 is older than a week
+    # the daemon is down for a month: the hit matched the day after still arrives
+    with store.transaction() as conn:
+        add_hit(conn, {"id": 50, "story_id": 4, "article_id": 41, "commitment_id": "PO-1.5",
+                       "score": 2.0, "matched_at": (clock_now + timedelta(days=1)).isoformat(),
+                       "evidence": []})  # fmt: skip
+    second = build_digest(store, config, FIXTURE_GROUP, now=clock_now + timedelta(days=30))
+    items = store.query("SELECT hit_id FROM digest_items WHERE digest_id = ?", (second,))
+    assert sorted(r[0] for r in items) == [6, 50]  # and the old hit 3 stays out for good
