@@ -111,7 +111,7 @@ async def discover_all(
                 found.append(item)
     if not found and errors and len(errors) == min(len(children), MAX_SITEMAP_CHILDREN):
         raise PermanentFetchError(f"no child sitemap could be read ({errors[0]})")
-    return found
+    return _newest_first(found)
 
 
 # -- dates ---------------------------------------------------------------------------------
@@ -429,7 +429,15 @@ def _parse_sitemap(response: Response, lastmod_days: float) -> tuple[list[Item],
         items.append(
             Item(key=f"link:{url}", url=url, title=title, published=published, summary=None)
         )
-    return items, None
+    return _newest_first(items), None
+
+
+def _newest_first(items: list[Item]) -> list[Item]:
+    """Sitemaps list URLs in any order; the per-run cap should take the newest first.
+
+    Undated URLs go last, in document order (the sort is stable)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(items, key=lambda item: item.published or oldest, reverse=True)
 
 
 # -- feed autodiscovery ----------------------------------------------------------------------

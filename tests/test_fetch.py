@@ -297,6 +297,35 @@ def test_retry_after_seconds_and_http_date(host: SiteHost) -> None:
     assert 3500 < caught.value.retry_after <= 3600
 
 
+def test_retry_after_pauses_the_whole_host_for_this_run(host: SiteHost) -> None:
+    """After a 429, other pages of that site are not sent until Retry-After has passed."""
+    host.fault(PAGE, status=429, headers={"Retry-After": "60"})
+
+    async def run() -> tuple[FetchError, FetchError, Response]:
+        async with Fetcher(settings()) as fetcher:
+            first = await _error(fetcher.get(host.url(PAGE)))
+            second = await _error(fetcher.get(host.url("feeds/rss2.xml")))
+            with SiteHost(FIXTURES) as other:  # another site is not affected
+                third = await fetcher.get(other.url("feeds/rss2.xml"))
+            return first, second, third
+
+    first, second, third = asyncio.run(run())
+    assert first.reason == "HTTP 429, asked to wait 60 s"
+    assert isinstance(second, TransientFetchError)
+    assert second.reason.startswith("not sent: the site asked us to wait (HTTP 429)")
+    assert second.retry_after is not None and 50 < second.retry_after <= 60
+    assert host.counts["/feeds/rss2.xml"] == 0
+    assert third.status == 200
+
+
+async def _error(pending: Any) -> FetchError:
+    try:
+        await pending
+    except FetchError as exc:
+        return exc
+    raise AssertionError("expected a FetchError")
+
+
 def test_parse_retry_after() -> None:
     assert parse_retry_after("0") == 0
     assert parse_retry_after(" 30 ") == 30
