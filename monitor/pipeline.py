@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,18 @@ class Pipeline:
         async with Fetcher(self.config.fetch) as fetcher:
 
             async def one(source: SourceConfig) -> SourceReport:
-                result = await self.run_source(source, fetcher)
+                try:
+                    result = await self.run_source(source, fetcher)
+                except sqlite3.OperationalError as exc:
+                    # Another program held the store's write lock past the busy timeout (or
+                    # the disk failed). Each article is its own transaction and nothing
+                    # unstored was marked seen, so the next cycle picks this source up again.
+                    log.warning("%s: could not write to the store: %s", source.name, exc)
+                    result = SourceReport(
+                        source.name,
+                        outcome="error",
+                        error=f"could not write to the store ({exc}); retried next cycle",
+                    )
                 if on_source_done:
                     on_source_done(source.name)
                 return result
@@ -156,14 +168,20 @@ class Pipeline:
         except FetchError as exc:
             self._source_failed(source, source_id, exc, started, report)
             return report
-        self.store.save_http_validators(
-            source.url, response.etag, response.last_modified, response.status
-        )
+        complete = True
         if response.not_modified:
             report.outcome = "not_modified"
         else:
             report.items = len(items)
-            await self._ingest_items(source, source_id, items, fetcher, report)
+            complete = await self._ingest_items(source, source_id, items, fetcher, report)
+        # Validators are kept only once every listed item is stored or seen: else the next
+        # fetch would get a 304 and never retry the pages that failed or waited for the cap.
+        self.store.save_http_validators(
+            source.url,
+            response.etag if complete else None,
+            response.last_modified if complete else None,
+            response.status,
+        )
         self._source_succeeded(source, source_id, response, started, report)
         return report
 
@@ -174,7 +192,8 @@ class Pipeline:
         items: list[Item],
         fetcher: Fetcher,
         report: SourceReport,
-    ) -> None:
+    ) -> bool:
+        """Store the new items; True when none is left for a later run."""
         unseen_keys = self.store.unseen_item_keys(source_id, [item.key for item in items])
         fresh = [item for item in items if item.key in unseen_keys]
         linked = [item for item in fresh if item.url]
@@ -186,6 +205,7 @@ class Pipeline:
                 self.store.mark_item_seen(source_id, item.key, item.url)
         todo = [i for i in linked if i.url not in known and canonical_url(i.url or "") not in known]
         cap = source.max_new_articles or self.config.fetch.max_new_articles
+        capped = len(todo) > cap
         todo = todo[:cap]
         for item in fresh:
             if not item.url:
@@ -208,13 +228,19 @@ class Pipeline:
                 )
                 log.warning("%s: article %s: %s", source.name, item.url, exc.reason)
                 return
-            ingested = self.ingest_page(source_id, item, response)
+            try:
+                ingested = self.ingest_page(source_id, item, response)
+            except sqlite3.OperationalError as exc:  # store busy: not seen, retried next run
+                report.failed_pages += 1
+                log.warning("%s: article %s: could not store: %s", source.name, item.url, exc)
+                return
             if ingested is not None:
                 report.new_articles += 1
                 report.duplicates += int(ingested.duplicate)
                 report.hits.update(hit.commitment_id for hit in ingested.hits)
 
         await asyncio.gather(*(page(item) for item in todo))
+        return not capped and report.failed_pages == 0
 
     def ingest_page(self, source_id: int, item: Item, response: Response) -> Ingested | None:
         """Extract, store, dedupe and match one fetched page, all in one transaction."""
