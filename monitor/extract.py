@@ -164,6 +164,10 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
         # cascade, with its readability and jusText comparisons, finds the article.
         full_tree = _parse(html)
         if full_tree is not None:
+            etree.strip_elements(full_tree, *NON_CONTENT_TAGS, with_tail=False)
+            # Pruned like the first tree: on a page with no article, the cascade's last
+            # fallback would otherwise return the menus and buttons as the "article".
+            etree.strip_elements(full_tree, *NON_CONTENT_TAGS, with_tail=False)
             second = _body_text(full_tree, url, meta.title_variants, links, expected, fast=False)
             if _better(second, text, expected):
                 text = second
