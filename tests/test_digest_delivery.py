@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import Config, SmtpConfig
-from monitor.digest import RETRY_BASE, build_digest, deliver_pending
+from monitor.deliver import RETRY_BASE
+from monitor.digest import build_digest, deliver_pending
 from monitor.digest_fixture import (
     FIXTURE_GROUP,
     add_hit,
