@@ -47,6 +47,8 @@ BOILERPLATE_LINE = re.compile(
       | this\ (?:article|story)\ (?:has\ been\ sent|was\ (?:originally\ )?published)
       | an\ error\ has\ occurred
       | order\ reprints | print\ article
+      | (?:分享到|分享|扫一扫|责任编辑|编辑\s*[:：]|来源\s*[:：]|打印|关闭窗口|上一篇|下一篇
+         |相关(?:阅读|新闻|文章|链接|推荐)|版权所有|【\s*(?:打印|关闭|字体|纠错))
       | (?:updated|published|posted|last\ (?:updated|modified))
             \s*(?:on|at)?\s*:?\s*(?:\w+\.?,?\s+)?\d
     )""",

@@ -8,6 +8,7 @@ itself. We call only the parts the pipeline uses, on the tree we already parsed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import re
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import htmldate
 import numpy
 import py3langid
 import py3langid.langid
+from lxml import etree
 from lxml.html import HtmlElement
 from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
 from trafilatura.settings import Document
@@ -124,11 +126,16 @@ def find_published(tree: HtmlElement, url: str | None) -> datetime | None:
     A date given without a time zone is taken as UTC so that every value compares.
     """
     found = None
-    # Markup and URL first: cheap and exact. Only then the slower search of visible text.
+    # Markup and URL first: cheap and exact. Only then the slower search of visible text,
+    # on a copy without link targets: a date in the URL of a linked story is that story's.
     for extensive in (False, True):
+        searched = tree
+        if extensive:
+            searched = copy.deepcopy(tree)
+            etree.strip_attributes(searched, "href")
         try:
             found = htmldate.find_date(
-                tree,
+                searched,
                 url=url,
                 original_date=True,
                 outputformat=DATE_FORMAT,
