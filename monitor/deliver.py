@@ -23,6 +23,7 @@ to one of ``CRASH_POINTS`` and check that nothing is lost and nothing is sent tw
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import smtplib
@@ -41,6 +42,8 @@ from monitor import clock
 from monitor.config import Config, SmtpConfig
 from monitor.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from monitor.store import Store
+
+log = logging.getLogger(__name__)
 
 #: Seconds before the first retry of a deferred digest; doubles per attempt up to RETRY_MAX.
 RETRY_BASE = 60.0
@@ -226,10 +229,49 @@ def deliver_pending(
     )
     results = []
     for row in due:
-        result = _deliver_one(store, config, row["id"], moment)
+        try:
+            result = _deliver_one(store, config, row["id"], moment)
+        except Exception as exc:  # one broken digest must not hold up the others
+            log.exception("digest %s: delivery crashed", row["id"])
+            result = _record_crash(store, row["id"], moment, exc)
         if result is not None:
+            log.log(
+                logging.INFO if result.state == "sent" else logging.WARNING,
+                "digest %s #%s %s: %s, %d recipient(s) sent%s",
+                result.group_name,
+                result.digest_id,
+                result.message_id,
+                result.state,
+                result.recipients_sent,
+                f"; {result.error}" if result.error else "",
+                extra={"digest_id": result.digest_id, "digest_state": result.state},
+            )
             results.append(result)
     return results
+
+
+def _record_crash(
+    store: Store, digest_id: int, moment: datetime, exc: Exception
+) -> DeliveryResult | None:
+    """Defer a digest whose delivery raised unexpectedly; its recipients keep their states."""
+    try:
+        if store.conn.in_transaction:
+            store.conn.execute("ROLLBACK")
+        attempts = int(store.scalar("SELECT attempts FROM digests WHERE id = ?", (digest_id,)) or 1)
+        error = f"delivery crashed: {type(exc).__name__}: {exc}"
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE digests SET state = 'deferred', last_error = ?, next_attempt_at = ?"
+                " WHERE id = ? AND state != 'sent'",
+                (error, clock.iso(moment + _backoff(attempts)), digest_id),
+            )
+        row = store.query(
+            "SELECT group_name, message_id, state FROM digests WHERE id = ?", (digest_id,)
+        )[0]
+    except Exception:
+        log.exception("digest %s: cannot record the failed delivery", digest_id)
+        return None  # still leased as sending; retried when the lease runs out
+    return DeliveryResult(digest_id, row["group_name"], row["message_id"], row["state"], 0, error)
 
 
 def _lease(config: Config, recipients: int) -> timedelta:

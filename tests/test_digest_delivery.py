@@ -310,3 +310,32 @@ def test_two_deliverers_at_once_send_each_digest_once(
 
     assert sum(len(r) for r in results) == 8
     assert_exactly_once(store, sink)
+
+
+def test_a_digest_that_breaks_delivery_does_not_hold_up_the_others(
+    store: Store,
+    config: Config,
+    sink: SmtpSink,
+    clock_now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.deliver as deliver
+
+    first = build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    other = FIXTURE_GROUP.model_copy(update={"name": "everything", "tags": []})
+    second = build_digest(store, config, other, now=clock_now)
+    real = deliver.compose_message
+
+    def broken(row, recipients, config):  # type: ignore[no-untyped-def]
+        if row["id"] == first:
+            raise ValueError("template bug")
+        return real(row, recipients, config)
+
+    monkeypatch.setattr(deliver, "compose_message", broken)
+    results = deliver_pending(store, config, now=clock_now)
+
+    assert [(r.digest_id, r.state) for r in results] == [(first, "deferred"), (second, "sent")]
+    assert "delivery crashed: ValueError: template bug" in (results[0].error or "")
+    monkeypatch.setattr(deliver, "compose_message", real)
+    later = deliver_pending(store, config, now=clock_now + timedelta(minutes=2))
+    assert [(r.digest_id, r.state) for r in later] == [(first, "sent")]
