@@ -8,7 +8,7 @@ bound. The server counts requests in flight per port, so the per-host limit is
 checked where it matters, on the receiving end. robots.txt is on (one fetch per host,
 counted as requests, as it would be in real life).
 
-    .venv/bin/python bench/fetch.py --sources 1000 --latency 0.1 --concurrency 32
+    .venv/bin/python bench/fetch.py --sources 1000 --latency 0.1 --concurrency 16 --hosts 12
 
 The last line printed is one JSON object: requests_per_s, bound_per_s, ratio,
 max_per_host, per_host_limit (plus the run's parameters).
@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -113,14 +114,57 @@ async def run_client(urls: list[str], settings: FetchConfig) -> tuple[float, int
     return elapsed, len(urls), failures
 
 
+async def run_raw_client(urls: list[str], workers: int) -> float:
+    """The machine's own ceiling right now: bare sockets, no limits, no parsing.
+
+    On a shared machine the scheduler's wake-up delays add to every request; this
+    client pays them too, so its ratio says how much of the gap is the machine's.
+    """
+    queue: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue()
+    for url in urls:
+        rest = url.split("://", 1)[1]
+        hostport, path = rest.split("/", 1)
+        queue.put_nowait((hostport.split(":")[0], int(hostport.split(":")[1]), "/" + path))
+
+    async def worker() -> None:
+        connections: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        while not queue.empty():
+            host, port, path = queue.get_nowait()
+            if port not in connections:
+                connections[port] = await asyncio.open_connection(host, port)
+            reader, writer = connections[port]
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        for _reader, writer in connections.values():
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", type=int, default=1000, help="sources (one URL each)")
-    parser.add_argument("--hosts", type=int, default=50, help="distinct hosts (ports)")
+    parser.add_argument(
+        "--hosts",
+        type=int,
+        default=12,
+        help="distinct hosts (ports); hosts x per-host just above concurrency keeps every"
+        " host's limit under pressure without making it the bottleneck",
+    )
     parser.add_argument("--latency", type=float, default=0.1, help="server latency, seconds")
-    parser.add_argument("--concurrency", type=int, default=32, help="fetch.concurrency")
+    parser.add_argument("--concurrency", type=int, default=16, help="fetch.concurrency")
     parser.add_argument("--per-host", type=int, default=2, help="fetch.per_host")
     parser.add_argument("--min-delay", type=float, default=0.0, help="fetch.min_delay")
+    parser.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the bare-socket run that measures the machine's own ceiling",
+    )
     args = parser.parse_args(argv)
     if not (1 <= args.sources <= 100_000 and 1 <= args.hosts <= 2000):
         parser.error("keep --sources <= 100000 and --hosts <= 2000 (loopback only, bounded)")
@@ -146,8 +190,13 @@ def main(argv: list[str] | None = None) -> int:
             read_timeout=30,
             total_timeout=60,
         )
+        cpu_before = time.process_time()
         elapsed, fetched, failures = asyncio.run(run_client(urls, settings))
+        client_cpu = time.process_time() - cpu_before
         stats = httpx.get(f"http://127.0.0.1:{ports[0]}/__stats", timeout=10).json()
+        raw_elapsed = None
+        if not args.no_calibrate:
+            raw_elapsed = asyncio.run(run_raw_client(urls, args.concurrency))
     finally:
         server.terminate()
         server.join(5)
@@ -171,6 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"max per host   {max_per_host} (limit {args.per_host}); peak total {stats['peak_total']}"
     )
+    load = os.getloadavg()[0]
+    raw_ratio = None
+    if raw_elapsed:
+        raw_ratio = round(args.sources / raw_elapsed / bound, 3)
+        print(
+            f"bare sockets   {args.sources / raw_elapsed:.1f} requests/s, ratio {raw_ratio}"
+            " (same server, same concurrency, no limits: the machine's ceiling now)"
+        )
+    print(
+        f"client CPU     {client_cpu / requests * 1000:.2f} ms per request;"
+        f" load average {load:.1f} on {os.cpu_count()} CPUs (others' work slows a latency bench)"
+    )
     result = {
         "requests_per_s": round(requests_per_s, 1),
         "bound_per_s": round(bound, 1),
@@ -183,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         "latency_s": args.latency,
         "concurrency": args.concurrency,
         "failures": failures,
+        "client_cpu_ms_per_request": round(client_cpu / requests * 1000, 2),
+        "load_average": round(load, 1),
+        "bare_socket_ratio": raw_ratio,
     }
     print(json.dumps(result))
     return 0 if failures == 0 and max_per_host <= args.per_host else 1
