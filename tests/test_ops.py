@@ -233,3 +233,41 @@ def test_cli_export_backup_and_status(filled: Store, site_config: Config, tmp_pa
     status = runner.invoke(app, ["status", "--db", db])
     assert status.exit_code == 0, status.output
     assert "daemon: not running" in status.stdout
+
+
+# -- deploy files ---------------------------------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def test_deploy_files_only_use_commands_and_settings_that_exist() -> None:
+    """The unit, Dockerfile, compose file and deploy README call real CLI commands."""
+    commands = {
+        command.name or (command.callback.__name__ if command.callback else "")
+        for command in app.registered_commands
+    }
+    everything: set[str] = set()
+    for name in ("ipr-monitor.service", "Dockerfile", "docker-compose.yml", "README.md"):
+        text = (DEPLOY / name).read_text(encoding="utf-8")
+        invocations = r"(?:^\s*|/bin/|exec (?:monitor )?|`)monitor (?:--?\S+ )*([a-z][a-z-]+)\b"
+        used = set(re.findall(invocations, text, re.MULTILINE))
+        used |= set(re.findall(r'\["(run|serve|status)"', text))
+        unknown = used - commands
+        assert not unknown, f"{name} uses unknown commands {unknown}"
+        everything |= used
+    assert {"run", "check-config", "status", "export", "backup", "serve"} <= everything
+    unit = (DEPLOY / "ipr-monitor.service").read_text(encoding="utf-8")
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit and "Restart=on-failure" in unit
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert dockerfile.startswith("# syntax=")
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert 'VOLUME ["/data"]' in dockerfile
+
+
+def test_the_compose_file_is_valid_yaml_with_the_daemon_and_web_services() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
+    monitor = compose["services"]["monitor"]
+    assert monitor["command"][0] == "run" and "ipr-data:/data" in monitor["volumes"]
+    assert compose["services"]["web"]["command"][0] == "serve"
