@@ -18,12 +18,14 @@ How, and why this way:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
 import trafilatura
 from lxml import etree
 from lxml.html import HtmlElement, fromstring
+from trafilatura.settings import Extractor
 from trafilatura.utils import HTML_PARSER, load_html
 
 from monitor.extract_clean import (
@@ -157,20 +159,15 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
             tree = selected
     links = link_texts(tree)
     expected = dense_paragraphs(tree)
-    text = _body_text(tree, url, meta.title_variants, links, expected, fast=True)
+    text = _body_text(tree, meta.title_variants, links, expected, fast=True)
     if _doubtful(text, expected):
         # The fast pass disagrees with the paragraph vote: on some layouts (an article
         # split over sibling blocks, a menu taken for the body) only trafilatura's full
         # cascade, with its readability and jusText comparisons, finds the article.
-        full_tree = _parse(html)
-        if full_tree is not None:
-            etree.strip_elements(full_tree, *NON_CONTENT_TAGS, with_tail=False)
-            # Pruned like the first tree: on a page with no article, the cascade's last
-            # fallback would otherwise return the menus and buttons as the "article".
-            etree.strip_elements(full_tree, *NON_CONTENT_TAGS, with_tail=False)
-            second = _body_text(full_tree, url, meta.title_variants, links, expected, fast=False)
-            if _better(second, text, expected):
-                text = second
+        # trafilatura works on its own copy of the tree, so the pruned tree serves again.
+        second = _body_text(tree, meta.title_variants, links, expected, fast=False)
+        if _better(second, text, expected):
+            text = second
     return Article(
         title=meta.title,
         text=text,
@@ -207,7 +204,6 @@ def _better(candidate: str, current: str, expected: list[str]) -> bool:
 
 def _body_text(
     tree: HtmlElement,
-    url: str | None,
     titles: tuple[str, ...],
     links: list[str],
     expected: list[str],
@@ -215,19 +211,30 @@ def _body_text(
     fast: bool,
 ) -> str:
     """Trafilatura's article region, completed from the paragraph vote, as clean paragraphs."""
-    document = trafilatura.bare_extraction(
-        tree,
-        url=url,
-        fast=fast,
-        favor_recall=fast,
-        include_comments=False,
-        with_metadata=False,
-    )
+    document = trafilatura.bare_extraction(tree, options=_trafilatura_options(fast))
     body = getattr(document, "body", None)
     if body is None:
         return ""
     lines = add_missing_paragraphs(body_lines(body), expected)
     return render(clean_lines(lines, titles, links))
+
+
+@functools.cache
+def _trafilatura_options(fast: bool) -> Extractor:
+    """Built once: trafilatura otherwise re-reads its settings on every call.
+
+    The fast pass runs in recall mode: our line cleaning removes the extra chrome it lets
+    through, and that mode skips a whole-page text dump trafilatura makes to decide whether
+    to retry. The fallback is trafilatura's full default cascade.
+    """
+    return Extractor(
+        output_format="python",
+        fast=fast,
+        recall=fast,
+        comments=False,
+        tables=True,
+        with_metadata=False,
+    )
 
 
 def _select(tree: HtmlElement, selectors: str) -> HtmlElement | None:
