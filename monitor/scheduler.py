@@ -539,16 +539,19 @@ class Daemon:
                     future.set_result(result or "")
 
             def target() -> None:
+                outcome: tuple[str | None, BaseException | None]
                 try:
                     store = Store.open(path)
                     try:
-                        result = work(store)
+                        outcome = (work(store), None)
                     finally:
                         store.close()
                 except BaseException as exc:
-                    loop.call_soon_threadsafe(settle, None, exc)
-                else:
-                    loop.call_soon_threadsafe(settle, result, None)
+                    outcome = (None, exc)
+                try:
+                    loop.call_soon_threadsafe(settle, *outcome)
+                except RuntimeError:  # the loop closed: the daemon stopped without us
+                    log.warning("a background job finished after the daemon stopped")
 
             threading.Thread(target=target, name="monitor-job", daemon=True).start()
             return await asyncio.shield(future)
