@@ -35,7 +35,9 @@ from typing import Any
 import ahocorasick
 
 from monitor.query import (
+    SEP,
     And,
+    FoldedText,
     Near,
     Node,
     Not,
@@ -43,12 +45,10 @@ from monitor.query import (
     ParsedQuery,
     Sent,
     Term,
-    fold,
     is_cjk,
     iter_terms,
     parse_query,
     token_spans,
-    word_tokens,
 )
 
 __all__ = [
@@ -62,7 +62,8 @@ __all__ = [
 ]
 
 MAX_EVIDENCE = 5
-_SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none spans two
+MAX_CLAUSES = 6  # required-term clauses checked per candidate: the most selective ones
+_SEP_PATTERN = re.compile(SEP)
 
 # ---------------------------------------------------------------------------- results
 
@@ -160,9 +161,11 @@ _ABBREVIATIONS = frozenset(
         "p.r.c",
     ]
 )
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)|[。！？；]+[”’」』）\"]*|\n")
-_WORD_BEFORE = re.compile(r"([\w.]+)$")
-_NEXT_CHAR = re.compile(r"\s*(\S)")
+# A sentence ends at . ! ? (and closing quotes) before a space and a word that is not
+# lowercase, at a Chinese full stop, or at a line break.
+_BOUNDARY = re.compile(r"[.!?。！？；\n]+[\"'”’)\]」』）]*")
+_NEXT_VISIBLE = re.compile(r"\s*(\S)")
+_OPENERS = "([{\"'“‘"
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -175,41 +178,40 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
+        marks = match.group()
         end = match.end()
-        mark = match.group()[0]
-        if mark in ".!?":
-            following = _NEXT_CHAR.match(text, end)
-            if following and following.group(1).islower():
+        if marks[-1] in ".!?\"'”’)]" and "\n" not in marks and marks[0] in ".!?":
+            following = _NEXT_VISIBLE.match(text, end)
+            if following is not None and (
+                following.start(1) == end or following.group(1).islower()
+            ):
+                continue  # "12.9bn", "e.g.,", "Co. said": no space, or a lowercase word next
+            if marks == "." and _is_abbreviation(text, match.start()):
                 continue
-            if mark == "." and match.group().startswith(".") and _is_abbreviation(text, match):
-                continue
-        _add_span(text, start, end, spans)
+        segment = text[start:end]
+        stripped = segment.strip()
+        if stripped:
+            first = start + len(segment) - len(segment.lstrip())
+            spans.append((first, first + len(stripped)))
         start = end
-    _add_span(text, start, len(text), spans)
+    segment = text[start:]
+    stripped = segment.strip()
+    if stripped:
+        first = start + len(segment) - len(segment.lstrip())
+        spans.append((first, first + len(stripped)))
     return spans
 
 
-def _is_abbreviation(text: str, match: re.Match[str]) -> bool:
-    if len(match.group().rstrip("\"'”’)]")) > 1:  # "..." ends a sentence
-        return False
-    before = _WORD_BEFORE.search(text, max(0, match.start() - 24), match.start())
-    if before is None:
-        return False
-    word = before.group(1).lower().strip(".")
+def _is_abbreviation(text: str, period: int) -> bool:
+    """Whether the period at ``period`` closes an abbreviation rather than a sentence."""
+    word = text[max(text.rfind(" ", 0, period), text.rfind("\n", 0, period)) + 1 : period]
+    word = word.lstrip(_OPENERS).lower()
     if word in _ABBREVIATIONS:
         return True
     if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
         return True
-    return "." in word and all(len(part) <= 2 for part in word.split("."))  # "u.s", "e.g"
-
-
-def _add_span(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if end > start:
-        spans.append((start, end))
+    # "U.S", "e.g", "P.R.C": letters with inner periods
+    return "." in word and all(len(part) == 1 and part.isalpha() for part in word.split("."))
 
 
 # ---------------------------------------------------------------------------- documents
@@ -240,35 +242,36 @@ class _Doc:
 
     def __init__(self, title: str, text: str) -> None:
         self.fields = {"title": title, "text": text}
-        pieces: list[tuple[str, int, int]] = []
-        if title.strip():
-            pieces.append(("title", *_strip_span(title)))
-        pieces.extend(("text", s, e) for s, e in split_sentences(text))
-        self.sentences: list[tuple[str, int, int]] = []
+        sentences: list[tuple[str, int, int]] = []
+        tokens: list[str] = []
+        start, end = _strip_span(title)
+        if end > start:
+            title_tokens = FoldedText(title).tokens(start, end)
+            if title_tokens:
+                sentences.append(("title", start, end))
+                tokens.extend(title_tokens)
+        self.title_end = len(tokens)
+        spans = split_sentences(text)
+        if spans:
+            if tokens:
+                tokens.append(SEP)
+            tokens.extend(FoldedText(text).sentence_tokens(spans))
+            sentences.extend(("text", s, e) for s, e in spans)
+        self.sentences = sentences
         self.sent_ts: list[int] = []
         self.sent_te: list[int] = []
-        self.sent_chars: list[int] = []
-        tokens: list[str] = []
-        char = 1
-        self.title_end = 0
-        for field, start, end in pieces:
-            words = word_tokens(fold(self.fields[field][start:end]))
-            if not words:
-                continue
-            if tokens:
-                tokens.append(_SEP)
-                char += 2
-            self.sentences.append((field, start, end))
-            self.sent_ts.append(len(tokens))
-            self.sent_chars.append(char)
-            tokens.extend(words)
-            self.sent_te.append(len(tokens))
-            char += sum(map(len, words)) + len(words)
-            if field == "title":
-                self.title_end = len(tokens)
+        tokens.append(SEP)
+        position = 0
+        for _ in sentences:
+            self.sent_ts.append(position)
+            position = tokens.index(SEP, position)
+            self.sent_te.append(position)
+            position += 1
+        tokens.pop()
         self.tokens = tokens
         self.n_tokens = len(tokens)
         self.joined = " " + " ".join(tokens) + " "
+        self.sent_chars = [1] + [m.start() + 2 for m in _SEP_PATTERN.finditer(self.joined)]
         self._index: dict[str, list[int]] | None = None
         self._vocab: list[str] | None = None
 
@@ -292,7 +295,7 @@ class _Doc:
             index: dict[str, list[int]] = defaultdict(list)
             for position, token in enumerate(self.tokens):
                 index[token].append(position)
-            index.pop(_SEP, None)
+            index.pop(SEP, None)
             self._index = dict(index)
         return self._index
 
@@ -317,14 +320,27 @@ _Positions = list[tuple[int, int]]  # (first token, one past the last), token in
 class _Ctx:
     """Where each term occurs in one document; subclasses differ in how they find out."""
 
-    __slots__ = ("_cache", "doc")
+    __slots__ = ("_cache", "_masks", "doc")
 
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
         self._cache: dict[int, list[int]] = {}
+        self._masks: dict[int, int] = {}
 
     def starts(self, leaf_id: int) -> list[int]:
+        """Sorted token indices where the term starts."""
         raise NotImplementedError
+
+    def sentence_mask(self, leaf_id: int) -> int:
+        """The sentences holding the term, as a bitmask (bit i = sentence i)."""
+        mask = self._masks.get(leaf_id)
+        if mask is None:
+            mask = 0
+            sentence_of = self.doc.sentence_of
+            for start in self.starts(leaf_id):
+                mask |= 1 << sentence_of(start)
+            self._masks[leaf_id] = mask
+        return mask
 
 
 class _PresearchCtx(_Ctx):
@@ -412,17 +428,30 @@ def lookup_term(doc: _Doc, tokens: tuple[str, ...], prefix: bool) -> list[int]:
 
 # ---------------------------------------------------------------------------- evaluation
 
-# An evaluator returns None when its part of the query is not satisfied within tokens
-# [lo, hi), else the positions of the terms that satisfy it (empty for a satisfied NOT).
-_Eval = Callable[[_Ctx, int, int], "_Positions | None"]
+# Every node compiles to two closures over a document context and a token range
+# [lo, hi) (the whole document, or one sentence for SENT and for evidence):
+#   test: is this part of the query satisfied?  Cheap, and all most candidates need.
+#   find: the positions of the terms that satisfy it (empty for a satisfied NOT), or None.
+#         Only run for hits, to mark and pick evidence.
+_Test = Callable[[_Ctx, int, int], bool]
+_Find = Callable[[_Ctx, int, int], "_Positions | None"]
+
+
+@dataclass(frozen=True)
+class _Eval:
+    test: _Test
+    find: _Find
 
 
 class _Compiler:
-    """Turns query trees into evaluator closures over shared term ids."""
+    """Turns query trees into evaluator closures over term ids shared by all queries."""
 
     def __init__(self) -> None:
         self.leaf_ids: dict[_Leaf, int] = {}
         self.leaves: list[_Leaf] = []
+        self._required: dict[int, tuple[Node, tuple[frozenset[int], ...]]] = {}
+        self._compiled: dict[int, tuple[Node, _Eval]] = {}
+        self._costs: dict[frozenset[int], float] = {}
 
     def leaf(self, term: Term) -> int:
         leaf_id = self.leaf_ids.get(term.key)
@@ -431,27 +460,45 @@ class _Compiler:
             self.leaves.append(term.key)
         return leaf_id
 
-    # --- anchors: terms at least one of which must occur for the node to match
+    # --- what must occur for a node to match
 
-    def anchors(self, node: Node) -> frozenset[int] | None:
-        """Term ids of which one must occur for ``node`` to match; None when none must."""
+    def required(self, node: Node) -> tuple[frozenset[int], ...]:
+        """Clauses of term ids: ``node`` can match only if each clause has a term present.
+
+        A conjunction of disjunctions that is necessary, not sufficient (it ignores
+        fields, sentences, distances and NOT), and holds in any scope: the whole article
+        or one sentence. ``()`` means nothing is required (a NOT can match an empty text).
+        """
+        memo = self._required.get(id(node))
+        if memo is not None and memo[0] is node:
+            return memo[1]
+        result = self._required_of(node)
+        self._required[id(node)] = (node, result)
+        return result
+
+    def _required_of(self, node: Node) -> tuple[frozenset[int], ...]:
         if isinstance(node, Term):
-            return frozenset((self.leaf(node),))
+            return (frozenset((self.leaf(node),)),)
         if isinstance(node, Not):
-            return None
+            return ()
         if isinstance(node, Sent):
-            return self.anchors(node.child)
+            return self.required(node.child)
         if isinstance(node, Or):
             union: set[int] = set()
             for child in node.children:
-                sub = self.anchors(child)
-                if sub is None:
-                    return None
-                union |= sub
-            return frozenset(union)
+                best = self.anchors(child)
+                if best is None:
+                    return ()
+                union |= best
+            return (frozenset(union),)
         children = node.children if isinstance(node, And) else (node.left, node.right)
-        options = [a for a in map(self.anchors, children) if a is not None]
-        return min(options, key=self.cost) if options else None
+        clauses = {clause for child in children for clause in self.required(child)}
+        return tuple(sorted(clauses, key=self.cost)[:MAX_CLAUSES])
+
+    def anchors(self, node: Node) -> frozenset[int] | None:
+        """The most selective required clause: one of these terms must occur, else None."""
+        clauses = self.required(node)
+        return clauses[0] if clauses else None
 
     def cost(self, anchors: frozenset[int] | None) -> float:
         """How likely a set of terms is to occur; lower is more selective.
@@ -461,16 +508,29 @@ class _Compiler:
         """
         if anchors is None:
             return float("inf")
+        known = self._costs.get(anchors)
+        if known is not None:
+            return known
         total = 0.0
         for leaf_id in anchors:
             tokens, prefix = self.leaves[leaf_id]
             chars = sum(len(t) if not is_cjk(t) else 2 for t in tokens)
             total += (3.0 if prefix else 1.0) / (chars * len(tokens))
+        self._costs[anchors] = total
         return total
 
     # --- evaluators
 
     def compile(self, node: Node) -> _Eval:
+        """Closures for ``node``; a subtree shared by many queries (an alias) compiles once."""
+        memo = self._compiled.get(id(node))
+        if memo is not None and memo[0] is node:
+            return memo[1]
+        result = self._compile(node)
+        self._compiled[id(node)] = (node, result)
+        return result
+
+    def _compile(self, node: Node) -> _Eval:
         if isinstance(node, Term):
             return self._term(node)
         if isinstance(node, And):
@@ -479,71 +539,97 @@ class _Compiler:
         if isinstance(node, Or):
             return self._or([self.compile(c) for c in node.children])
         if isinstance(node, Not):
-            return self._not(self.compile(node.child))
+            child = self.compile(node.child)
+            return _Eval(
+                lambda ctx, lo, hi: not child.test(ctx, lo, hi),
+                lambda ctx, lo, hi: None if child.test(ctx, lo, hi) else [],
+            )
         if isinstance(node, Near):
             return self._near(self.compile(node.left), self.compile(node.right), node.distance)
-        positive = sorted({self.leaf(t) for t in iter_terms(node.child, positive_only=True)})
-        return self._sent(self.compile(node.child), positive)
+        clauses = tuple(tuple(sorted(c)) for c in self.required(node.child))
+        return self._sent(self.compile(node.child), clauses)
 
     def _term(self, term: Term) -> _Eval:
         leaf_id = self.leaf(term)
         width = len(term.tokens)
         field = term.field
 
-        def term_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+        def term_test(ctx: _Ctx, lo: int, hi: int) -> bool:
+            starts = ctx.starts(leaf_id)
+            if not starts:
+                return False
+            if field is not None:
+                if field == "title":
+                    hi = min(hi, ctx.doc.title_end)
+                else:
+                    lo = max(lo, ctx.doc.title_end)
+            index = bisect_left(starts, lo)
+            return index < len(starts) and starts[index] < hi
+
+        def term_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
             starts = ctx.starts(leaf_id)
             if not starts:
                 return None
-            if field == "title":
-                lo, hi = lo, min(hi, ctx.doc.title_end)
-            elif field == "text":
-                lo = max(lo, ctx.doc.title_end)
-            if lo == 0 and hi >= ctx.doc.n_tokens:
-                return [(s, s + width) for s in starts]
-            found = [(s, s + width) for s in starts if lo <= s < hi]
-            return found or None
+            if field is not None:
+                if field == "title":
+                    hi = min(hi, ctx.doc.title_end)
+                else:
+                    lo = max(lo, ctx.doc.title_end)
+            found = starts[bisect_left(starts, lo) : bisect_left(starts, hi)]
+            return [(s, s + width) for s in found] if found else None
 
-        return term_eval
+        return _Eval(term_test, term_find)
 
     @staticmethod
     def _and(children: list[_Eval]) -> _Eval:
-        def and_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+        tests = [c.test for c in children]
+        finds = [c.find for c in children]
+
+        def and_test(ctx: _Ctx, lo: int, hi: int) -> bool:
+            for test in tests:  # noqa: SIM110 (a loop: all() adds a generator per call)
+                if not test(ctx, lo, hi):
+                    return False
+            return True
+
+        def and_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
             out: _Positions = []
-            for child in children:
-                found = child(ctx, lo, hi)
+            for find in finds:
+                found = find(ctx, lo, hi)
                 if found is None:
                     return None
                 out.extend(found)
             return out
 
-        return and_eval
+        return _Eval(and_test, and_find)
 
     @staticmethod
     def _or(children: list[_Eval]) -> _Eval:
-        def or_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+        tests = [c.test for c in children]
+        finds = [c.find for c in children]
+
+        def or_test(ctx: _Ctx, lo: int, hi: int) -> bool:
+            for test in tests:  # noqa: SIM110 (a loop: any() adds a generator per call)
+                if test(ctx, lo, hi):
+                    return True
+            return False
+
+        def or_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
             out: _Positions | None = None
-            for child in children:
-                found = child(ctx, lo, hi)
+            for find in finds:
+                found = find(ctx, lo, hi)
                 if found is not None:
                     out = found if out is None else out + found
             return out
 
-        return or_eval
-
-    @staticmethod
-    def _not(child: _Eval) -> _Eval:
-        def not_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
-            return [] if child(ctx, lo, hi) is None else None
-
-        return not_eval
+        return _Eval(or_test, or_find)
 
     @staticmethod
     def _near(left: _Eval, right: _Eval, distance: int) -> _Eval:
-        def near_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
-            lefts = left(ctx, lo, hi)
+        def pairs(ctx: _Ctx, lo: int, hi: int, first: bool) -> _Positions | None:
+            lefts = left.find(ctx, lo, hi)
             if lefts is None:
                 return None
-            rights = right(ctx, lo, hi)
+            rights = right.find(ctx, lo, hi)
             if rights is None:
                 return None
             title_end = ctx.doc.title_end
@@ -556,6 +642,8 @@ class _Compiler:
                         continue
                     gap = b[0] - a[1] if b[0] >= a[1] else a[0] - b[1]
                     if gap <= distance:
+                        if first:
+                            return [a, b]
                         near = True
                         used.add(b)
                 if near:
@@ -565,29 +653,55 @@ class _Compiler:
             out.extend(used)
             return out
 
-        return near_eval
+        return _Eval(
+            lambda ctx, lo, hi: pairs(ctx, lo, hi, True) is not None,
+            lambda ctx, lo, hi: pairs(ctx, lo, hi, False),
+        )
 
     @staticmethod
-    def _sent(child: _Eval, positive: list[int]) -> _Eval:
-        def sent_eval(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+    def _sent(child: _Eval, clauses: tuple[tuple[int, ...], ...]) -> _Eval:
+        def sentences(ctx: _Ctx, lo: int, hi: int) -> list[tuple[int, int]]:
+            """Token ranges of the sentences in [lo, hi) that meet every required clause.
+
+            Sentence sets are bitmasks, so a SENT whose terms never share a sentence is
+            rejected with a few integer operations and no evaluation.
+            """
             doc = ctx.doc
-            if positive:
-                sentences = sorted(
-                    {doc.sentence_of(s) for leaf in positive for s in ctx.starts(leaf)}
-                )
-            else:
-                sentences = list(range(len(doc.sentences)))
+            if hi <= lo:
+                return []
+            mask = (1 << len(doc.sentences)) - 1
+            for clause in clauses:
+                either = 0
+                for leaf_id in clause:
+                    either |= ctx.sentence_mask(leaf_id)
+                mask &= either
+                if not mask:
+                    return []
+            if lo > 0 or hi < doc.n_tokens:
+                first, last = doc.sentence_of(lo), doc.sentence_of(hi - 1)
+                mask &= ((1 << (last + 1)) - 1) >> first << first
+            ranges = []
+            while mask:
+                lowest = mask & -mask
+                mask ^= lowest
+                number = lowest.bit_length() - 1
+                start, end = max(lo, doc.sent_ts[number]), min(hi, doc.sent_te[number])
+                if start < end:
+                    ranges.append((start, end))
+            return ranges
+
+        def sent_test(ctx: _Ctx, lo: int, hi: int) -> bool:
+            return any(child.test(ctx, start, end) for start, end in sentences(ctx, lo, hi))
+
+        def sent_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
             out: _Positions | None = None
-            for sentence in sentences:
-                start, end = doc.sent_ts[sentence], doc.sent_te[sentence]
-                if end <= lo or start >= hi:
-                    continue
-                found = child(ctx, max(lo, start), min(hi, end))
+            for start, end in sentences(ctx, lo, hi):
+                found = child.find(ctx, start, end)
                 if found is not None:
                     out = found if out is None else out + found
             return out
 
-        return sent_eval
+        return _Eval(sent_test, sent_find)
 
 
 # ---------------------------------------------------------------------------- evidence
@@ -608,17 +722,18 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
     title_satisfies = title_has_terms = False
     satisfying_text = 0
     for sentence, marks in by_sentence.items():
-        alone = root(ctx, doc.sent_ts[sentence], doc.sent_te[sentence])
+        start, end = doc.sent_ts[sentence], doc.sent_te[sentence]
+        alone = root.test(ctx, start, end)
         if alone:
-            marks = set(alone)
+            marks = set(root.find(ctx, start, end) or marks)
         field = doc.sentences[sentence][0]
         if field == "title":
             title_has_terms = True
-            title_satisfies = alone is not None
-        elif alone is not None:
+            title_satisfies = alone
+        elif alone:
             satisfying_text += 1
         distinct = len({tuple(doc.tokens[s:e]) for s, e in marks})
-        ranked.append(((alone is not None, distinct, field == "title", -sentence), sentence, marks))
+        ranked.append(((alone, distinct, field == "title", -sentence), sentence, marks))
     ranked.sort(reverse=True)
     evidence = tuple(
         _evidence(doc, sentence, marks) for _, sentence, marks in ranked[:MAX_EVIDENCE]
@@ -694,9 +809,9 @@ class Query:
         """The hit this query alone makes on an article (any score), or None."""
         doc = _Doc(title, text)
         ctx = _LookupCtx(doc, self._compiler.leaves)
-        found = self._eval(ctx, 0, doc.n_tokens)
-        if found is None:
+        if not self._eval.test(ctx, 0, doc.n_tokens):
             return None
+        found = self._eval.find(ctx, 0, doc.n_tokens) or []
         return _hit(self.commitment_id or "", self.version, self._eval, ctx, found)
 
     def __str__(self) -> str:
@@ -723,6 +838,7 @@ class _Commitment:
     evaluate: _Eval
     exclude: _Eval | None
     min_score: float
+    required: tuple[frozenset[int], ...]
 
 
 class Matcher:
@@ -732,7 +848,6 @@ class Matcher:
         self,
         compiler: _Compiler,
         commitments: list[_Commitment],
-        anchors: list[frozenset[int] | None],
     ) -> None:
         self._commitments = commitments
         self._by_id = {c.id: c for c in commitments}
@@ -740,11 +855,11 @@ class Matcher:
         self.query_versions: dict[str, str] = {c.id: c.version for c in commitments}
         by_anchor: dict[int, list[int]] = defaultdict(list)
         always: list[int] = []
-        for number, anchor in enumerate(anchors):
-            if anchor is None:
+        for number, commitment in enumerate(commitments):
+            if not commitment.required:
                 always.append(number)
-            else:
-                for leaf_id in anchor:
+            else:  # indexed under its most selective clause: one of those terms must occur
+                for leaf_id in commitment.required[0]:
                     by_anchor[leaf_id].append(number)
         self._by_anchor = dict(by_anchor)
         self._always = always
@@ -767,14 +882,24 @@ class Matcher:
         ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._key_lengths)
         return [self._commitments[n].id for n in sorted(self._candidate_numbers(ctx))]
 
-    def _candidate_numbers(self, ctx: _PresearchCtx) -> set[int]:
+    def _candidate_numbers(self, ctx: _PresearchCtx) -> list[int]:
+        """Commitments with an anchor term present whose every required clause is met too."""
         numbers = set(self._always)
         by_anchor = self._by_anchor
-        for leaf_id in ctx.raw:
+        present = set(ctx.raw)
+        for leaf_id in present:
             found = by_anchor.get(leaf_id)
             if found:
                 numbers.update(found)
-        return numbers
+        commitments = self._commitments
+        out = []
+        for number in numbers:
+            for clause in commitments[number].required:
+                if clause.isdisjoint(present):
+                    break
+            else:
+                out.append(number)
+        return out
 
     def match(self, title: str, text: str) -> list[Hit]:
         """Hits with score >= the commitment's min_score and not excluded, best first."""
@@ -807,11 +932,11 @@ class Matcher:
     @staticmethod
     def _evaluate(commitment: _Commitment, ctx: _Ctx) -> Hit | None:
         everything = ctx.doc.n_tokens
-        found = commitment.evaluate(ctx, 0, everything)
-        if found is None:
+        if not commitment.evaluate.test(ctx, 0, everything):
             return None
-        if commitment.exclude is not None and commitment.exclude(ctx, 0, everything) is not None:
+        if commitment.exclude is not None and commitment.exclude.test(ctx, 0, everything):
             return None
+        found = commitment.evaluate.find(ctx, 0, everything) or []
         hit = _hit(commitment.id, commitment.version, commitment.evaluate, ctx, found)
         return hit if hit.score >= commitment.min_score else None
 
@@ -826,19 +951,23 @@ def compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> M
     ``.min_score``. Every alias is parsed too, used or not, so a broken alias is reported
     at load time. Raises QuerySyntaxError for the first query or alias that does not parse.
     """
+    alias_cache: dict[str, tuple[Node, frozenset[str]]] = {}
     for name in aliases:
-        parse_query(f"@{name}", aliases)
+        parse_query(f"@{name}", aliases, alias_cache=alias_cache)
     compiler = _Compiler()
     compiled: list[_Commitment] = []
-    anchors: list[frozenset[int] | None] = []
     for commitment in commitments:
         commitment_id = str(commitment.id)
         exclude_text = getattr(commitment, "exclude", None)
-        parsed = parse_query(commitment.query, aliases, commitment_id=commitment_id)
+        parsed = parse_query(
+            commitment.query, aliases, commitment_id=commitment_id, alias_cache=alias_cache
+        )
         used = set(parsed.aliases_used)
         exclude_eval = None
         if exclude_text:
-            excluded = parse_query(exclude_text, aliases, commitment_id=commitment_id)
+            excluded = parse_query(
+                exclude_text, aliases, commitment_id=commitment_id, alias_cache=alias_cache
+            )
             used |= excluded.aliases_used
             exclude_eval = compiler.compile(excluded.root)
         version = query_version(commitment.query, exclude_text, {n: aliases[n] for n in used})
@@ -849,7 +978,7 @@ def compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> M
                 compiler.compile(parsed.root),
                 exclude_eval,
                 float(getattr(commitment, "min_score", 1.0)),
+                compiler.required(parsed.root),
             )
         )
-        anchors.append(compiler.anchors(parsed.root))
-    return Matcher(compiler, compiled, anchors)
+    return Matcher(compiler, compiled)

@@ -1,0 +1,204 @@
+"""How fast the matcher is: ms per article at 10 to 10,000 commitments, against a naive loop.
+
+    .venv/bin/python bench/match.py [--data ARTICLES.jsonl] [--commitments commitments.toml]
+
+Articles are the real texts of ``--data`` (JSONL with ``title`` and ``text``; default the
+shared dedup-dev set). Commitments are the real ones from ``--commitments`` followed by
+variants generated from them: each variant keeps a real query's structure (operators,
+SENT, NEAR, fields, @aliases) and swaps most of its words and phrases for other terms of
+the same kind (word, phrase, prefix, Chinese term) drawn from all the real queries, so
+the variants are as specific as real queries but are not copies.
+
+For every size it measures, in the same run and on the same articles:
+
+* presearch: ``Matcher.match`` (one Aho-Corasick pass, then only candidate queries);
+* naive: ``Matcher.match_without_presearch`` (every compiled query evaluated on every
+  article, each finding its own terms in the article's token index).
+
+It checks that both return the same hits. Timings are CPU time of this process (other
+work on shared cores does not inflate them), the best of ``--repeat`` runs. The last
+line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.errors import QuerySyntaxError  # noqa: E402
+from monitor.match import Matcher, compile_matcher, compile_query  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dedup-dev" / "articles.jsonl"
+DEFAULT_COMMITMENTS = ROOT / "config" / "commitments.toml"
+SIZES = (10, 100, 1000, 10000)
+
+# The pieces of a query's text, so words can be swapped while everything else stays.
+_PIECES = re.compile(
+    r'"[^"]*"\*?|@[\w-]+|\(|\)|SENT(?=\s*\()|NEAR/\d+|\b(?:AND|OR|NOT)\b|(?:title|text):'
+    r'|[^\s()"]+|\s+'
+)
+_KEEP = re.compile(r"^(?:@|\(|\)|SENT|NEAR/|AND$|OR$|NOT$|title:|text:|\s)")
+
+
+@dataclass(frozen=True)
+class BenchCommitment:
+    id: str
+    query: str
+    exclude: str | None = None
+    min_score: float = 1.0
+
+
+def load_articles(path: Path, limit: int | None) -> list[tuple[str, str]]:
+    articles = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                articles.append((row.get("title") or "", row.get("text") or ""))
+    return articles[:limit] if limit else articles
+
+
+def load_commitments(path: Path) -> tuple[list[BenchCommitment], dict[str, str]]:
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    commitments = [
+        BenchCommitment(c["id"], c["query"], c.get("exclude"), float(c.get("min_score", 1.0)))
+        for c in data.get("commitment", [])
+    ]
+    return commitments, dict(data.get("aliases", {}))
+
+
+def term_pools(commitments: Sequence[BenchCommitment]) -> dict[str, list[str]]:
+    """The terms the real queries use, by kind: words, phrases, prefixes, Chinese terms.
+
+    A variant draws each new term from the pool of the kind it replaces, so it is as
+    specific as the real queries are: a generator that ORed in "work" or "year" would
+    measure a matcher drowning in hits rather than one finding commitments.
+    """
+    pools: dict[str, set[str]] = {"word": set(), "phrase": set(), "prefix": set(), "cjk": set()}
+    for commitment in commitments:
+        for piece in _PIECES.findall(commitment.query):
+            if not _KEEP.match(piece):
+                pools[_kind(piece)].add(piece)
+    return {kind: sorted(terms) for kind, terms in pools.items()}
+
+
+def _kind(piece: str) -> str:
+    if piece.startswith('"'):
+        return "phrase"
+    if piece.endswith("*"):
+        return "prefix"
+    return "word" if piece.isascii() else "cjk"
+
+
+def vary(query: str, rng: random.Random, pools: dict[str, list[str]]) -> str:
+    """The same query shape with most terms swapped for real terms of the same kind."""
+    out = []
+    for piece in _PIECES.findall(query):
+        pool = None if _KEEP.match(piece) else pools[_kind(piece)]
+        out.append(rng.choice(pool) if pool and rng.random() < 0.75 else piece)
+    return "".join(out)
+
+
+def generate(
+    real: list[BenchCommitment], aliases: dict[str, str], size: int, seed: int = 7
+) -> list[BenchCommitment]:
+    """The real commitments, then varied copies of them, ``size`` in all."""
+    rng = random.Random(seed)
+    pools = term_pools(real)
+    out = list(real[:size])
+    number = 0
+    while len(out) < size:
+        base = real[number % len(real)]
+        number += 1
+        query = vary(base.query, rng, pools)
+        try:
+            compile_query(query, aliases)
+        except QuerySyntaxError:
+            continue
+        out.append(BenchCommitment(f"{base.id}~{number}", query, base.exclude, base.min_score))
+    return out
+
+
+def best_ms_per_article(
+    run: Callable[[str, str], object], articles: list[tuple[str, str]], repeat: int
+) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        for title, text in articles:
+            run(title, text)
+        best = min(best, time.process_time() - start)
+    return best * 1000 / len(articles)
+
+
+def check_same(matcher: Matcher, articles: list[tuple[str, str]]) -> tuple[int, float]:
+    """Presearch and naive give identical hits; returns (hits, mean candidates/article)."""
+    hits = 0
+    candidates = 0
+    for title, text in articles:
+        fast = matcher.match(title, text)
+        slow = matcher.match_without_presearch(title, text)
+        if fast != slow:
+            raise SystemExit(f"presearch and naive disagree on {title!r}: {fast} vs {slow}")
+        hits += len(fast)
+        candidates += len(matcher.candidates(title, text))
+    return hits, candidates / len(articles)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="articles JSONL")
+    parser.add_argument("--commitments", type=Path, default=DEFAULT_COMMITMENTS)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--articles", type=int, default=None, help="use only the first N")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N timings")
+    args = parser.parse_args(argv)
+
+    articles = load_articles(args.data, args.articles)
+    real, aliases = load_commitments(args.commitments)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"{len(articles)} articles from {args.data}; {len(real)} real commitments")
+    print(
+        f"{'commitments':>11} {'compile s':>9} {'cand/art':>8} {'hits':>6} "
+        f"{'presearch ms':>12} {'naive ms':>9} {'speedup':>7}"
+    )
+    fast: dict[str, float] = {}
+    naive: dict[str, float] = {}
+    for size in sizes:
+        commitments = generate(real, aliases, size)
+        start = time.perf_counter()
+        matcher = compile_matcher(commitments, aliases)
+        compile_s = time.perf_counter() - start
+        hits, candidates = check_same(matcher, articles)
+        fast[str(size)] = best_ms_per_article(matcher.match, articles, args.repeat)
+        naive[str(size)] = best_ms_per_article(
+            matcher.match_without_presearch, articles, args.repeat
+        )
+        print(
+            f"{size:>11} {compile_s:>9.2f} {candidates:>8.1f} {hits:>6} "
+            f"{fast[str(size)]:>12.3f} {naive[str(size)]:>9.3f} "
+            f"{naive[str(size)] / fast[str(size)]:>6.1f}x"
+        )
+    result = {
+        "ms_per_article": {k: round(v, 4) for k, v in fast.items()},
+        "naive_ms_per_article": {k: round(v, 4) for k, v in naive.items()},
+        "speedup_1000": round(naive["1000"] / fast["1000"], 2) if "1000" in fast else None,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
