@@ -359,6 +359,7 @@ class Daemon:
             len(self.config.digests),
             self.tick_seconds,
         )
+        assert self._stop is not None
         try:
             await self._stop.wait()
         finally:
