@@ -8,7 +8,8 @@ Usage::
 FILE is JSON lines with ``id, url, title, cluster, text`` (``transform`` is only used
 for the per-kind error table). Articles go in file order through the real stage:
 ``canonical_url`` and ``content_hash``, ``Store.insert_article`` into a real SQLite store
-(a temporary file), then ``Deduper.assign``, one transaction per article (see ``feed``). Quality is pairwise over articles (a pair is positive when both share
+(a temporary file), then ``Deduper.assign``, one transaction per article (see ``feed``).
+Quality is pairwise over articles (a pair is positive when both share
 ``cluster``): precision, recall, F1, and the adjusted Rand index of the stories.
 ms/article is the mean wall time of ``Deduper.assign`` (the stage, its commit
 included); its CPU time, which a shared busy machine disturbs less, and the time to
@@ -27,6 +28,7 @@ import argparse
 import json
 import multiprocessing
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -265,9 +267,162 @@ def run(
     return result
 
 
+# -- a held-out set, made with transformations written apart from the dev set's ---------
+
+_HEADERS = [
+    "Skip to content",
+    "Menu  Search  Sign in  Subscribe",
+    "NEWSWIRE » Markets » Asia",
+    "Home / Technology / Policy",
+    "Advertisement",
+    "THE TRADE LEDGER — Independent reporting since 1998",
+]
+_BYLINES = [
+    "By Staff Reporter",
+    "Published 3 hours ago",
+    "Updated: Nov 25, 2026 09:14 GMT",
+    "5 min read",
+]
+_FOOTERS = [
+    "Copyright © 2026 Example Media. All rights reserved.",
+    "Sign up for our newsletter to get the latest news delivered to your inbox every morning.",
+    "Follow us on Twitter, Facebook and LinkedIn",
+    "Tags: trade, policy, patents",
+    "Was this article helpful? Yes No",
+    "Reporting by our correspondents; Editing by the news desk.",
+]
+_DATELINES = [
+    "LONDON (Reuters) - ",
+    "BEIJING, Nov. 25 (Xinhua) -- ",
+    "WASHINGTON — ",
+    "GENEVA, Nov 25 (AFP) - ",
+    "",
+]
+
+
+def _sentences(text: str) -> list[str]:
+    return [part for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part]
+
+
+def _wrap(rng: random.Random, body: str, title: str, others: list[str]) -> str:
+    header = rng.sample(_HEADERS, 2)
+    more = ["More from this section"] + [f"{other[:70]}" for other in rng.sample(others, 3)]
+    lines = [*header, title, rng.choice(_BYLINES), body, *more, *rng.sample(_FOOTERS, 3)]
+    return "\n".join(lines)
+
+
+def _edit(rng: random.Random, body: str) -> str:
+    sentences = _sentences(body)
+    if len(sentences) > 4:
+        del sentences[rng.randrange(1, len(sentences))]
+    tokens = " ".join(sentences).split(" ")
+    for _ in range(max(1, len(tokens) // 40)):
+        tokens[rng.randrange(len(tokens))] = rng.choice(["reportedly", "also", "said", "the"])
+    return " ".join(tokens)
+
+
+def _abridge(rng: random.Random, body: str, low: float, high: float) -> str:
+    sentences = _sentences(body)
+    keep = max(2, round(len(sentences) * rng.uniform(low, high)))
+    return " ".join(sentences[:keep])
+
+
+def make_heldout(source: Path, out: Path, seed: int) -> None:
+    """Write a labelled set in the dev set's layout from the extraction set's texts.
+
+    Copies get chrome, datelines, abridging, edits and reflowed paragraphs; siblings
+    are other stories in a copy's chrome quoting two or three sentences of it.
+    """
+    rng = random.Random(seed)
+    truth = json.loads((source / "ground-truth.json").read_text(encoding="utf-8"))
+    texts = [
+        value["articleBody"].strip()
+        for value in truth.values()
+        if len(value["articleBody"].split()) >= 60
+    ]
+    rng.shuffle(texts)
+    siblings, originals = texts[:20], texts[20:]
+    rows: list[dict] = []
+    for cluster, text in enumerate(originals):
+        title = _sentences(text)[0][:90]
+        rows.append(
+            {
+                "url": f"https://origin.example/{cluster}",
+                "title": title,
+                "cluster": cluster,
+                "transform": "original",
+                "text": text,
+            }
+        )
+        for copy in range(rng.randrange(0, 5)):
+            kind = rng.choice(
+                [
+                    "wrap",
+                    "abridge",
+                    "abridge_hard",
+                    "edit",
+                    "wrap+edit",
+                    "wrap+abridge",
+                    "reflow+dateline",
+                    "exact",
+                ]
+            )
+            body = text
+            if "abridge_hard" in kind:
+                body = _abridge(rng, body, 0.2, 0.35)
+            elif "abridge" in kind:
+                body = _abridge(rng, body, 0.5, 0.8)
+            if "edit" in kind:
+                body = _edit(rng, body)
+            if "reflow" in kind:
+                body = " ".join(body.split("\n"))
+            if "dateline" in kind or "wrap" in kind:
+                body = rng.choice(_DATELINES) + body
+            if "wrap" in kind:
+                body = _wrap(rng, body, title, texts)
+            rows.append(
+                {
+                    "url": f"https://copy{copy}.example/{cluster}?utm_source=x",
+                    "title": title,
+                    "cluster": cluster,
+                    "transform": kind,
+                    "text": body,
+                }
+            )
+    for index, text in enumerate(siblings):
+        quoted_from = rng.choice(originals)
+        quote = " ".join(_sentences(quoted_from)[1:4])
+        sentences = _sentences(text)
+        middle = len(sentences) // 2
+        body = " ".join(
+            [*sentences[:middle], f'As one report put it: "{quote}"', *sentences[middle:]]
+        )
+        rows.append(
+            {
+                "url": f"https://sibling.example/{index}",
+                "title": sentences[0][:90],
+                "cluster": f"sib-{index}",
+                "transform": "sibling",
+                "text": _wrap(rng, body, sentences[0][:90], texts),
+            }
+        )
+    rng.shuffle(rows)
+    with out.open("w", encoding="utf-8") as handle:
+        for number, row in enumerate(rows):
+            handle.write(json.dumps({"id": f"h{number}", **row}, ensure_ascii=False) + "\n")
+    print(f"wrote {len(rows)} articles in {len({row['cluster'] for row in rows})} clusters")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="labelled articles (JSONL)")
+    parser.add_argument(
+        "--make-heldout",
+        type=Path,
+        metavar="DIR",
+        help="first write --data from the extraction set in DIR (see make_heldout)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for --make-heldout")
     parser.add_argument("--threshold", type=float, default=0.5, help="[dedupe] threshold")
     parser.add_argument(
         "--scale", type=int, nargs="*", default=[], help="stored articles to preload"
@@ -279,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the synthetic stores here and reuse them (default: temporary)",
     )
     args = parser.parse_args(argv)
+    if args.make_heldout:
+        make_heldout(args.make_heldout, args.data, args.seed)
     rows = load(args.data)
 
     result = run(rows, args.threshold)

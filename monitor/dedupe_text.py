@@ -247,7 +247,7 @@ LEAD_SHINGLES = 10
 #: The lead of the smaller text must appear within this many shingles of the larger's start.
 LEAD_WINDOW = 40
 #: Without a shared lead, the overlap must also be this share of the larger text.
-MIN_LARGER_COVERAGE = 0.3
+MIN_LARGER_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)
