@@ -72,6 +72,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 #: group does not get years of history, and every later hit reaches it however long the
 #: daemon was down.
 FIRST_DIGEST_LOOKBACK = timedelta(days=7)
+#: Stories per commitment shown in full; the rest are listed one line each.
+DETAIL_LIMIT = 8
 #: Longest evidence excerpt shown, in characters.
 EVIDENCE_MAX = 420
 
@@ -135,6 +137,17 @@ class CommitmentSection:
     def reference(self) -> str:
         return ", ".join(part for part in (self.source, self.article) if part)
 
+    @property
+    def detailed(self) -> tuple[StoryItem, ...]:
+        """The best stories, shown with evidence and sources."""
+        return self.items[:DETAIL_LIMIT]
+
+    @property
+    def more(self) -> tuple[StoryItem, ...]:
+        """The rest, one line each: every hit is shown, and the mail stays small enough
+        that clients do not clip it (Gmail cuts HTML after about 100 kB)."""
+        return self.items[DETAIL_LIMIT:]
+
 
 @dataclass(frozen=True)
 class FailingSource:
@@ -180,7 +193,14 @@ class DigestContent:
 
 # -- selecting hits ------------------------------------------------------------------------
 
+#: The group's hits in none of its (not failed) digests. The mailed set is computed once:
+#: a per-hit lookup of digests.state would read each digest's large bodies once per hit.
 _CANDIDATES_SQL = """
+WITH mailed AS (
+    SELECT DISTINCT di.hit_id
+    FROM digests d JOIN digest_items di ON di.digest_id = d.id
+    WHERE d.group_name = :group AND d.state != 'failed'
+)
 SELECT h.id AS hit_id, h.story_id, h.commitment_id, h.score, h.evidence,
        s.title AS story_title, s.first_seen_at,
        pa.url AS primary_url, pa.canonical_url AS primary_canonical, pa.title AS primary_title,
@@ -193,9 +213,7 @@ LEFT JOIN sources ps ON ps.id = pa.source_id
 WHERE h.score >= :min_score
   AND h.matched_at <= :now
   AND h.matched_at > :not_before
-  AND NOT EXISTS (
-      SELECT 1 FROM digest_items di JOIN digests d ON d.id = di.digest_id
-      WHERE di.hit_id = h.id AND d.group_name = :group AND d.state != 'failed')
+  AND h.id NOT IN (SELECT hit_id FROM mailed)
 ORDER BY h.id
 """
 

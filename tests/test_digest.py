@@ -12,7 +12,13 @@ import lxml.html
 import pytest
 
 from monitor.config import Config, SmtpConfig
-from monitor.digest import build_digest, deliver_pending, recipients_of, render_preview
+from monitor.digest import (
+    DETAIL_LIMIT,
+    build_digest,
+    deliver_pending,
+    recipients_of,
+    render_preview,
+)
 from monitor.digest_fixture import (
     FIXTURE_GROUP,
     add_hit,
@@ -277,3 +283,42 @@ def test_a_new_group_starts_with_a_week_of_hits_then_misses_none(
     second = build_digest(store, config, FIXTURE_GROUP, now=clock_now + timedelta(days=30))
     items = store.query("SELECT hit_id FROM digest_items WHERE digest_id = ?", (second,))
     assert sorted(r[0] for r in items) == [6, 50]  # and the old hit 3 stays out for good
+
+
+def test_a_long_section_lists_every_story_but_details_only_the_best(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    with store.transaction() as conn:
+        for n in range(DETAIL_LIMIT + 3):
+            add_story(
+                conn,
+                {
+                    "id": 500 + n,
+                    "title": f"Filler story number {n}",
+                    "first_seen_at": "2026-11-24T09:00:00+00:00",
+                    "articles": [
+                        {
+                            "id": 5000 + n,
+                            "source_id": 1,
+                            "title": "t",
+                            "url": f"https://ipwatchdog.example/f/{n}",
+                            "published": None,
+                        }
+                    ],
+                },
+            )
+            add_hit(conn, {"story_id": 500 + n, "article_id": 5000 + n,
+                           "commitment_id": "PO-1.10", "score": 2.0 - n / 100,
+                           "matched_at": "2026-11-24T09:00:00+00:00",
+                           "evidence": [{"field": "text", "text": f"evidence {n}",
+                                         "spans": []}]})  # fmt: skip
+
+    html, text = render_preview(store, config, FIXTURE_GROUP, now=clock_now)
+
+    for n in range(DETAIL_LIMIT + 3):  # every story is there, as a link
+        assert f"Filler story number {n}" in text
+        assert f'href="https://ipwatchdog.example/f/{n}"' in html
+    # PO-1.10 has hit 2 (2.5) first, so fillers 0..6 are detailed and 7..10 listed
+    assert "evidence 6" in text and "evidence 7" not in text
+    assert "4 more:" in text and "4 more:" in html
