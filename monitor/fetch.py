@@ -213,6 +213,8 @@ async def _resolve(host: str, port: int) -> list[str]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise httpcore.ConnectError(f"host name not found: {host}") from exc
+    except UnicodeError as exc:
+        raise PermanentFetchError(f"invalid host name {host!r}") from exc
     seen: list[str] = []
     for info in infos:
         address = str(info[4][0])
@@ -523,7 +525,10 @@ class Fetcher:
                 location = response_headers.get("location")
                 if not location:
                     raise PermanentFetchError(f"HTTP {status} redirect without a Location")
-                target = urljoin(current, location.strip())
+                try:
+                    target = urljoin(current, location.strip())
+                except ValueError as exc:
+                    raise PermanentFetchError(f"invalid URL ({exc})", status=status) from None
                 if target in visited:
                     raise PermanentFetchError("redirect loop", status=status)
                 visited.add(target)
@@ -586,16 +591,25 @@ class Fetcher:
         )
 
     def _check_scheme(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
+        """Refuse what is not a well-formed http(s) URL, before any network work."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+            scheme = parts.scheme.lower()
+            if scheme in ("http", "https") and parts.hostname:
+                httpx.URL(url)  # IDNA and the rest of httpx's rules
+        except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+            raise PermanentFetchError(f"invalid URL ({exc})") from None
+        if scheme not in ("http", "https"):
             raise PermanentFetchError(f"unsupported URL scheme {parts.scheme or '(none)'!r}")
         if not parts.hostname:
             raise PermanentFetchError("URL has no host name")
+        del port
 
     async def _check_robots(self, url: str) -> None:
         entry = await self._robots_for(url)
         if entry.error is not None:
-            raise TransientFetchError(f"robots.txt unavailable ({entry.error})")
+            raise TransientFetchError(entry.error)
         if entry.parser is not None and not entry.parser.can_fetch(url, self.robots_agent):
             raise RobotsDisallowedError("disallowed by robots.txt")
 
@@ -621,8 +635,10 @@ class Fetcher:
         try:
             response = await self._get(robots_url, None, None, False, now, limit=ROBOTS_MAX_BYTES)
         except TransientFetchError as exc:
-            # RFC 9309: unreachable robots.txt means "assume disallowed" -- for a while.
-            return _RobotsEntry(None, now + ROBOTS_RETRY_S, error=exc.reason)
+            # RFC 9309: an unreachable robots.txt means "assume disallowed", for a while.
+            # Without an HTTP status the host itself is unreachable: say that plainly.
+            error = exc.reason if exc.status is None else f"robots.txt unavailable ({exc.reason})"
+            return _RobotsEntry(None, now + ROBOTS_RETRY_S, error=error)
         except BlockedAddressError:
             raise
         except PermanentFetchError:
@@ -725,6 +741,9 @@ class Fetcher:
                     return status, response.headers, b"".join(parts_out)
                 finally:
                     await response.aclose()
+        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            # Host names that are not valid IDNA surface only when the request is built.
+            raise PermanentFetchError(f"invalid URL ({exc})") from None
         except _BodyTooLarge:
             raise PermanentFetchError(
                 f"body larger than {_mib(limit)} (after decompression)"

@@ -460,6 +460,59 @@ def test_non_http_schemes_are_refused(url: str) -> None:
         fetch(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://example.com:99999/",
+        "http://xn--invalid-.com/",
+        "http://a..b/",
+        "http://",
+    ],
+)
+def test_malformed_urls_are_permanent_errors(url: str) -> None:
+    """A bad URL in a feed is that item's problem, never an exception for the whole run."""
+    with pytest.raises(
+        PermanentFetchError, match=r"^(invalid URL|invalid host name|URL has no host)"
+    ):
+        fetch(url)
+
+
+def test_redirect_to_a_malformed_location(host: SiteHost) -> None:
+    host.fault("a", status=302, headers={"Location": "http://[::1"})
+    with pytest.raises(PermanentFetchError, match=r"^invalid URL"):
+        fetch(host.url("a"))
+
+
+def test_unreachable_host_is_said_plainly(host: SiteHost) -> None:
+    with SiteHost(FIXTURES) as gone:
+        url = gone.url(PAGE)
+    with pytest.raises(TransientFetchError, match=r"^connection refused$"):
+        fetch(url)  # robots.txt is the first request; its failure is the host's
+
+
+def test_cookies_set_by_a_redirect_are_sent_back(host: SiteHost) -> None:
+    """Consent walls redirect to themselves with a cookie; without a jar that is a loop."""
+
+    def consent(request: BaseHTTPRequestHandler) -> bool:
+        if "seen=1" in (request.headers.get("Cookie") or ""):
+            request.send_response(200)
+            request.send_header("Content-Length", "7")
+            request.end_headers()
+            request.wfile.write(b"welcome")
+        else:
+            request.send_response(302)
+            request.send_header("Location", "/consent-check")
+            request.send_header("Set-Cookie", "seen=1; Path=/")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+        return True
+
+    host.route("/consent", consent)
+    host.route("/consent-check", consent)
+    assert fetch(host.url("consent")).text == "welcome"
+
+
 def test_redirect_to_another_scheme_is_refused(host: SiteHost) -> None:
     host.fault("a", status=302, headers={"Location": "file:///etc/passwd"})
     with pytest.raises(PermanentFetchError, match=r"^unsupported URL scheme 'file'"):
