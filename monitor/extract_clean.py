@@ -18,6 +18,9 @@ from lxml.etree import _Element
 MAX_BOILERPLATE_CHARS = 220
 LINK_DENSE = 0.6  # share of a short line that, as link text, makes it a teaser
 MIN_TEASER_CHARS = 12
+# Headings and list items that repeat a link are usually a table of contents or product
+# names, not teasers: only paragraphs are judged by their links.
+TEASER_KINDS = {"p", "quote"}
 
 # Whole lines that are chrome in any article. Anchored and short-line only: a sentence in
 # the story that merely mentions "cookies" or "newsletter" is never touched.
@@ -51,6 +54,25 @@ BOILERPLATE_LINE = re.compile(
          |相关(?:阅读|新闻|文章|链接|推荐)|版权所有|【\s*(?:打印|关闭|字体|纠错))
       | (?:updated|published|posted|last\ (?:updated|modified))
             \s*(?:on|at)?\s*:?\s*(?:\w+\.?,?\s+)?\d
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Chrome that gives itself away anywhere in a short line: promotions, credits, datelines.
+BOILERPLATE_ANYWHERE = re.compile(
+    r"""(?:
+        delivered\ (?:straight\ )?to\ your\ inbox | sign\ up\ for\ (?:our|the)\ [\w\ ]*newsletter
+      | subscribe\ to\ (?:our|the)\ [\w\ ]*(?:newsletter|channel)
+      | follow\ (?:us|\w+)\ on\ (?:twitter|facebook|instagram)
+      | for\ your\ personal,?\ non-commercial\ use | all\ rights\ reserved
+      | share\ (?:it|this)\ with\ a\ friend | like\ this\ story\?
+      | ^(?:reporting|additional\ reporting|editing|writing|compiled)\ by\b
+      | ^(?:write\ to|reach\ the\ reporters?|contributing:|associated\ press\ writers?)\b
+      | contributed\ (?:to\ )?(?:this\ )?report(?:ing)?\b[^.]*\.?$
+      | ^(?:first\ |last\ )?(?:updated|published|posted)\b\s*(?:on|at)?\s*:?\s*
+            (?:\w+\.?,?\s+){0,2}\d
+      | ^(?:(?:mon|tue|wed|thu|fri|sat|sun)\w*\.?,?\s+)?(?:\d{1,2}\s+)?
+            (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?
+            \s+\d{4}\b(?!\s+\w+\s+\w+\s+\w+\s+\w+)
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -173,8 +195,10 @@ def is_boilerplate(line: Line) -> bool:
     text = line.text
     if RULE_LINE.match(text):
         return True
-    return len(text) <= MAX_BOILERPLATE_CHARS and bool(
-        BOILERPLATE_LINE.match(text.lstrip("-–—•*|>[( "))
+    if len(text) > MAX_BOILERPLATE_CHARS:
+        return False
+    return bool(
+        BOILERPLATE_LINE.match(text.lstrip("-–—•*|>[( ")) or BOILERPLATE_ANYWHERE.search(text)
     )
 
 
@@ -186,7 +210,7 @@ def clean_lines(lines: list[Line], titles: Iterable[str], links: list[str]) -> l
         for line in lines
         if not is_title_line(line, normalized_titles)
         and not is_boilerplate(line)
-        and not is_teaser(line.text, links)
+        and not (line.kind in TEASER_KINDS and is_teaser(line.text, links))
     ]
 
 
