@@ -1,4 +1,4 @@
-"""Sources in and out: OPML import/export, and appending ``[[source]]`` blocks to sources.toml.
+"""Sources in and out: add-source, OPML import/export, appending ``[[source]]`` blocks.
 
 OPML is how feed readers trade subscription lists, so a user can bring theirs from
 Miniflux or FreshRSS in one command and take ours elsewhere. Folders become tags
@@ -22,10 +22,18 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 from defusedxml import ElementTree as SafeElementTree
 
-from monitor.config import SourceConfig
+from monitor.config import Config, SourceConfig, default_config_dir
 from monitor.errors import ConfigError
 
-__all__ = ["OpmlSource", "append_sources", "export_opml", "parse_opml", "source_block"]
+__all__ = [
+    "AddedSource",
+    "OpmlSource",
+    "add_source",
+    "append_sources",
+    "export_opml",
+    "parse_opml",
+    "source_block",
+]
 
 
 @dataclass(frozen=True)
@@ -184,3 +192,69 @@ def append_sources(
         with sources_file.open("a", encoding="utf-8") as handle:
             handle.write(separator + "\n".join(blocks))
     return added, skipped
+
+
+@dataclass(frozen=True)
+class AddedSource:
+    """What ``monitor add-source`` wrote, and how it found it."""
+
+    name: str
+    url: str
+    kind: str
+    title: str | None
+    items: int
+    how: str
+
+
+def writable_sources_file(config: Config) -> Path:
+    """config/sources.toml of a user's config dir; the shipped defaults are not edited."""
+    try:
+        shipped = default_config_dir().resolve() == config.directory.resolve()
+    except ConfigError:
+        shipped = False
+    if shipped:
+        raise ConfigError(
+            "the shipped configuration is not edited; copy it with your changes to a"
+            " directory of your own and pass --config DIR (or set MONITOR_CONFIG)"
+        )
+    return config.directory / "sources.toml"
+
+
+async def add_source(
+    config: Config,
+    url: str,
+    *,
+    name: str | None = None,
+    tags: Iterable[str] = (),
+) -> AddedSource:
+    """Find the feed or sitemap behind ``url`` and append it to the config's sources.toml.
+
+    Raises ``ConfigError`` when the feed is configured already, and ``FetchError`` (with
+    advice) when nothing usable is found.
+    """
+    from monitor.discover import find_source
+    from monitor.fetch import Fetcher
+
+    sources_file = writable_sources_file(config)
+    async with Fetcher(config.fetch) as fetcher:
+        found = await find_source(url, fetcher.get)
+    for existing in config.sources:
+        if existing.url in (found.url, url):
+            raise ConfigError(
+                f"{found.url} is configured already, as {existing.name!r}",
+                file=str(sources_file),
+            )
+    taken = {s.name for s in config.sources}
+    chosen = unique_name(name or found.title or urlsplit(found.url).hostname or found.url, taken)
+    block = source_block(
+        chosen,
+        found.url,
+        kind=found.kind,
+        tags=tags,
+        comment=f"added by `monitor add-source {url}` (found via {found.how})",
+    )
+    text = sources_file.read_text(encoding="utf-8") if sources_file.exists() else ""
+    separator = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
+    with sources_file.open("a", encoding="utf-8") as handle:
+        handle.write(separator + block)
+    return AddedSource(chosen, found.url, found.kind, found.title, found.items, found.how)

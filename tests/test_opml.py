@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from monitor.config import SourceConfig, load_config
-from monitor.errors import ConfigError
-from monitor.opml import OpmlSource, append_sources, export_opml, parse_opml, source_block
+from monitor.config import SourceConfig, default_config_dir, load_config
+from monitor.errors import ConfigError, PermanentFetchError
+from monitor.opml import (
+    OpmlSource,
+    add_source,
+    append_sources,
+    export_opml,
+    parse_opml,
+    source_block,
+    writable_sources_file,
+)
+from monitor.sitehost import SiteHost
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "feeds" / "sources.opml"
 SITE = "http://news.example.org"
@@ -97,3 +108,65 @@ def test_source_block_validates() -> None:
     assert source_block("A", f"{SITE}/a.xml", comment="found via <link>").startswith(
         "# found via <link>\n[[source]]\n"
     )
+
+
+# -- add-source against the fixture server ---------------------------------------------------
+
+
+@pytest.fixture
+def site() -> Iterator[SiteHost]:
+    with SiteHost(FIXTURE.parent.parent) as host:
+        yield host
+
+
+def config_dir(tmp_path: Path) -> Path:
+    (tmp_path / "monitor.toml").write_text(
+        "[fetch]\nallow_private_networks = true\nmin_delay = 0\nconnect_timeout = 2\n"
+        "read_timeout = 2\ntotal_timeout = 5\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "sources.toml").write_text("# my sources\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_add_source_finds_the_feed_and_appends_it(site: SiteHost, tmp_path: Path) -> None:
+    directory = config_dir(tmp_path)
+    added = asyncio.run(
+        add_source(load_config(directory), site.url("feeds/homepage.html"), tags=["cn"])
+    )
+    assert (added.name, added.url, added.kind, added.how) == (
+        "IP News (fixture)",
+        site.url("feeds/rss2.xml"),
+        "feed",
+        "<link rel=alternate>",
+    )
+    sources = load_config(directory).sources
+    assert [(s.name, s.url, s.tags) for s in sources] == [
+        ("IP News (fixture)", site.url("feeds/rss2.xml"), ["cn"])
+    ]
+    text = (directory / "sources.toml").read_text(encoding="utf-8")
+    assert text.startswith("# my sources\n")
+    assert "found via <link rel=alternate>" in text
+    with pytest.raises(ConfigError, match="configured already, as 'IP News \\(fixture\\)'"):
+        asyncio.run(add_source(load_config(directory), site.url("feeds/rss2.xml")))
+
+
+def test_add_source_sitemap_and_name(site: SiteHost, tmp_path: Path) -> None:
+    directory = config_dir(tmp_path)
+    added = asyncio.run(
+        add_source(load_config(directory), site.url("feeds/news-sitemap.xml"), name="Daily")
+    )
+    assert (added.name, added.kind) == ("Daily", "sitemap")
+    assert load_config(directory).sources[0].kind == "sitemap"
+
+
+def test_add_source_without_a_feed_gives_advice(site: SiteHost, tmp_path: Path) -> None:
+    directory = config_dir(tmp_path)
+    with pytest.raises(PermanentFetchError, match="CSS selectors"):
+        asyncio.run(add_source(load_config(directory), site.url("feeds/articles/one.html")))
+    assert (directory / "sources.toml").read_text(encoding="utf-8") == "# my sources\n"
+
+
+def test_the_shipped_config_is_not_edited() -> None:
+    with pytest.raises(ConfigError, match="shipped configuration is not edited"):
+        writable_sources_file(load_config(default_config_dir()))
