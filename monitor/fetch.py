@@ -33,7 +33,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -510,16 +510,17 @@ class Fetcher:
     ) -> Response:
         current = url
         visited = {url}
-        for hop in range(self.settings.max_redirects + 1):
+        for _hop in range(self.settings.max_redirects + 1):
             self._check_scheme(current)
             if obey_robots:
                 await self._check_robots(current)
+            # Validators go with every hop: a feed that moved for good (301) keeps its
+            # validators under the old URL, and only the last hop can answer 304.
             headers: dict[str, str] = {}
-            if hop == 0:
-                if etag:
-                    headers["If-None-Match"] = etag
-                if last_modified:
-                    headers["If-Modified-Since"] = last_modified
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
             status, response_headers, content = await self._request(current, headers, limit)
             if status in REDIRECT_STATUSES:
                 location = response_headers.get("location")
@@ -534,7 +535,16 @@ class Fetcher:
                 visited.add(target)
                 current = target
                 continue
-            return self._finish(url, current, status, response_headers, content, started)
+            response = self._finish(url, current, status, response_headers, content, started)
+            if response.not_modified:
+                # Servers may leave the validators out of a 304; the ones we sent still hold,
+                # and storing None would make every later request unconditional.
+                response = replace(
+                    response,
+                    etag=response.etag or etag,
+                    last_modified=response.last_modified or last_modified,
+                )
+            return response
         raise PermanentFetchError(
             f"too many redirects (more than {self.settings.max_redirects})", status=status
         )

@@ -142,6 +142,20 @@ def test_conditional_get_returns_304_without_body(host: SiteHost) -> None:
     assert changed.status == 200 and changed.content
 
 
+def test_conditional_get_through_a_permanent_redirect(host: SiteHost) -> None:
+    host.fault("old-feed", status=301, headers={"Location": "/" + PAGE})
+    first = fetch(host.url("old-feed"))
+    again = fetch(host.url("old-feed"), etag=first.etag, last_modified=first.last_modified)
+    assert again.not_modified and again.final_url == host.url(PAGE)
+
+
+def test_a_304_without_validators_keeps_the_ones_sent(host: SiteHost) -> None:
+    host.fault(PAGE, status=304, body=b"")
+    response = fetch(host.url(PAGE), etag='"v1"', last_modified="Tue, 24 Nov 2026 10:00:00 GMT")
+    assert response.not_modified
+    assert (response.etag, response.last_modified) == ('"v1"', "Tue, 24 Nov 2026 10:00:00 GMT")
+
+
 def test_gzip_and_deflate_bodies_are_decoded(host: SiteHost) -> None:
     plain = fetch(host.url(PAGE)).content
     host.fault(PAGE, gzip_body=True)
