@@ -130,3 +130,74 @@ def test_crash_into_outbox(store: Store, tmp_path: Path, clock_now: datetime, po
     states = store.query("SELECT state FROM digest_recipients")
     assert [r[0] for r in states] == ["sent", "sent"]
     assert_no_hit_lost(store)
+
+
+KILL_LOOP = """
+import sys, time
+from monitor.config import Config
+from monitor.digest import build_digest, deliver_pending
+from monitor.digest_fixture import add_hit, add_story
+from monitor.store import Store
+
+config = Config.model_validate_json(sys.argv[1])
+store = Store.open(config.database_path)
+start = int(sys.argv[2])
+print("ready", flush=True)
+for n in range(start, start + 40):
+    with store.transaction() as conn:
+        add_story(conn, {"id": n, "title": f"Story {n}", "first_seen_at": "2026-11-25T05:00:00",
+                         "articles": [{"id": n, "source_id": 1, "url": f"https://k.example/{n}",
+                                       "title": "t", "published": None}]})
+        add_hit(conn, {"id": n, "story_id": n, "article_id": n, "commitment_id": "PO-1.5",
+                       "score": 2.0, "matched_at": "2026-11-25T05:00:00+00:00", "evidence": []})
+    build_digest(store, config, config.digests[0])
+    deliver_pending(store, config)
+"""
+
+
+@pytest.mark.slow
+def test_random_kills_lose_nothing_and_duplicate_only_unacknowledged_sends(
+    store: Store, tmp_path: Path, clock_now: datetime
+) -> None:
+    """kill -9 at random moments while digests are built and sent, then recover."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(11)
+    with SmtpSink() as sink:
+        smtp = SmtpConfig(host="127.0.0.1", port=sink.port, security="none", timeout=5)
+        config = fixture_config(tmp_path, smtp=smtp)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        kills = 0
+        for round_ in range(12):
+            first_id = str(10_000 + 100 * round_)
+            child = subprocess.Popen(
+                [sys.executable, "-c", KILL_LOOP, config.model_dump_json(), first_id],
+                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            time.sleep(rng.random() * 0.4)
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                kills += 1
+            child.wait(timeout=60)
+        assert kills >= 8
+        # a hit whose build was killed goes into the next digest; leases have run out by then
+        build_digest(store, config, FIXTURE_GROUP, now=clock_now + timedelta(days=1))
+        deliver_pending(store, config, now=clock_now + timedelta(days=1))
+
+        states = {r[0] for r in store.query("SELECT state FROM digests")}
+        assert states == {"sent"}
+        copies = Counter((rcpt, m.message_id) for m in sink.messages for rcpt in m.rcpt_tos)
+        expected = {(rcpt, mid) for (mid,) in store.query("SELECT message_id FROM digests")
+                    for rcpt in RECIPIENTS}  # fmt: skip
+        assert set(copies) == expected  # every digest reached every recipient
+        repeated = [key for key, count in copies.items() if count > 1]
+        assert len(repeated) <= kills  # at most the one in flight per kill
+        for rcpt, mid in repeated:
+            bodies = {m.data for m in sink.received_by(rcpt) if m.message_id == mid}
+            assert len(bodies) == 1  # a repeat is the very same message
+    mailed = {r[0] for r in store.query("SELECT hit_id FROM digest_items")}
+    made = {r[0] for r in store.query("SELECT id FROM hits WHERE id >= 10000")}
+    assert made <= mailed
