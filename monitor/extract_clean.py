@@ -203,14 +203,31 @@ def is_boilerplate(line: Line) -> bool:
 
 
 def clean_lines(lines: list[Line], titles: Iterable[str], links: list[str]) -> list[Line]:
-    """Drop title repeats, boilerplate lines and link teasers, keeping the order of the rest."""
+    """Drop title repeats, boilerplate lines and link teasers, keeping the order of the rest.
+
+    A paragraph is a teaser when it is mostly a link's text; a list item only when every
+    item of its list is, since then the list is a list of other stories ("Related").
+    """
     normalized_titles = {normalized(t) for t in titles if normalized(t)}
+    teaser = {
+        id(line): is_teaser(line.text, links)
+        for line in lines
+        if line.kind in TEASER_KINDS or line.kind == "item"
+    }
+    items_by_list: dict[int, list[Line]] = {}
+    for line in lines:
+        if line.kind == "item":
+            items_by_list.setdefault(line.block, []).append(line)
+    link_lists = {
+        block for block, items in items_by_list.items() if all(teaser[id(i)] for i in items)
+    }
     return [
         line
         for line in lines
         if not is_title_line(line, normalized_titles)
         and not is_boilerplate(line)
-        and not (line.kind in TEASER_KINDS and is_teaser(line.text, links))
+        and not (line.kind in TEASER_KINDS and teaser[id(line)])
+        and not (line.kind == "item" and line.block in link_lists)
     ]
 
 
