@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 MAX_SITEMAP_CHILDREN = 10  # newest child sitemaps of an index fetched per run
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit, uncompressed
 
 
 @dataclass(frozen=True)
@@ -376,11 +377,24 @@ def _local(tag: Any) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
+def _sitemap_document(response: Response) -> bytes:
+    """The sitemap's XML; ``sitemap.xml.gz`` files arrive gzipped as a file, not as an
+    HTTP Content-Encoding, so they are inflated here, with the protocol's 50 MiB cap."""
+    if not response.content.startswith(b"\x1f\x8b"):
+        return _utf8_document(response)
+    from monitor.fetch import inflate_bounded
+
+    try:
+        return inflate_bounded(response.content, SITEMAP_MAX_BYTES)
+    except ValueError as exc:
+        raise PermanentFetchError(f"not a sitemap: {exc}") from exc
+
+
 def _parse_sitemap(response: Response, lastmod_days: float) -> tuple[list[Item], list[str] | None]:
     """``(items, None)`` for a urlset, ``([], child URLs newest first)`` for an index."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
     try:
-        root = etree.fromstring(_utf8_document(response), parser)
+        root = etree.fromstring(_sitemap_document(response), parser)
     except etree.XMLSyntaxError as exc:
         raise PermanentFetchError(f"not a sitemap: {exc}") from exc
     if root is None:

@@ -400,6 +400,20 @@ class _Decoder:
         return tail
 
 
+def inflate_bounded(data: bytes, limit: int) -> bytes:
+    """Gunzip ``data`` (a .gz file, not a Content-Encoding) to at most ``limit`` bytes.
+
+    Raises ValueError("... larger than N MiB" / "corrupt gzip") instead of inflating a bomb.
+    """
+    decoder = _Decoder(["gzip"], limit)
+    try:
+        return decoder.feed(data) + decoder.flush()
+    except _BodyTooLarge:
+        raise ValueError(f"gzip file larger than {_mib(limit)} uncompressed") from None
+    except zlib.error as exc:
+        raise ValueError(f"corrupt gzip file ({exc})") from None
+
+
 # -- per-host politeness ------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,6 +172,18 @@ def test_sitemap_lastmod_window(host: SiteHost) -> None:
     ]
     wide = source(host, "feeds/sitemap.xml", kind="sitemap", lastmod_days=days_since(2019))
     assert len(discover(wide, fetch(host, "feeds/sitemap.xml"))) == 4
+
+
+def test_gzipped_sitemap_file(host: SiteHost) -> None:
+    """sitemap.xml.gz is a gzip *file* (no Content-Encoding); it is inflated, with a cap."""
+    plain = fetch(host, "feeds/sitemap.xml").content
+    host.fault("feeds/sitemap.xml.gz", status=200, body=gzip.compress(plain))
+    config = source(host, "feeds/sitemap.xml.gz", kind="sitemap", lastmod_days=days_since(2025))
+    items = discover(config, fetch(host, "feeds/sitemap.xml.gz"))
+    assert len(items) == 3
+    host.fault("feeds/bomb.xml.gz", status=200, body=gzip.compress(b"<" * (60 * 1024 * 1024)))
+    with pytest.raises(PermanentFetchError, match="larger than 50 MiB"):
+        discover(config, fetch(host, "feeds/bomb.xml.gz"))
 
 
 def test_google_news_sitemap(host: SiteHost) -> None:
