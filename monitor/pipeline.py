@@ -164,7 +164,11 @@ class Pipeline:
                 last_modified=last_modified,
                 respect_robots=source.respect_robots,
             )
-            items = [] if response.not_modified else discover(source, response)
+            # In a worker thread: a hostile feed of tens of thousands of items takes seconds
+            # to parse, and the other sources' requests must not stall meanwhile.
+            items = (
+                [] if response.not_modified else await asyncio.to_thread(discover, source, response)
+            )
         except FetchError as exc:
             self._source_failed(source, source_id, exc, started, report)
             return report
