@@ -113,7 +113,7 @@ class StoryItem:
 
     @property
     def update_note(self) -> str:
-        return f"Updated: new since the last digest: {', '.join(self.new_sources)}"
+        return f"Updated: now also reported by {', '.join(self.new_sources)}"
 
     @property
     def also_reported(self) -> str:
@@ -497,7 +497,7 @@ def collect(store: Store, config: Config, group: DigestConfig, moment: datetime)
     if new_count:
         counts.append(_plural(new_count, "new item"))
     if updated_count:
-        counts.append(f"{updated_count} updated")
+        counts.append(_plural(updated_count, "update"))
     if counts:
         summary = f"{' and '.join(counts)} on {_plural(len(sections), 'commitment')}"
     else:

@@ -182,9 +182,9 @@ def test_story_gaining_a_source_is_shown_once_as_updated(
 
     html, text = render_preview(store, config, FIXTURE_GROUP, now=later)
     flat = " ".join(text.split())
-    assert "1 new item and 1 updated on 1 commitment" in flat  # hit 6 is new, story 1 updated
-    assert "Updated: new since the last digest: WIPO news" in flat
-    assert "Updated: new since the last digest: WIPO news" in html
+    assert "1 new item and 1 update on 1 commitment" in flat  # hit 6 is new, story 1 updated
+    assert "Updated: now also reported by WIPO news" in flat
+    assert "Updated: now also reported by WIPO news" in html
 
     build_digest(store, config, FIXTURE_GROUP, now=later)
     _, again = render_preview(store, config, FIXTURE_GROUP, now=later + timedelta(hours=1))

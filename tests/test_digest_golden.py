@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,20 @@ def test_empty_digest_matches_golden_text(store: Store, tmp_path: Path) -> None:
     group = FIXTURE_GROUP.model_copy(update={"tags": ["nothing"], "send_when_empty": True})
     _, text = render_preview(store, fixture_config(tmp_path), group, now=now)
     check_golden("digest-empty.txt", text)
+
+
+def test_updated_story_digest_matches_golden_text(store: Store, tmp_path: Path) -> None:
+    """The next morning: story 1 gained a source (WIPO news) after it was mailed."""
+    now = fixture_clock(load_fixture(store))
+    config = fixture_config(tmp_path)
+    build_digest(store, config, FIXTURE_GROUP, now=now)
+    later = now + timedelta(days=1)
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO articles (url, canonical_url, source_id, story_id, title, fetched_at)"
+            " VALUES ('https://wipo.example/n/1', 'https://wipo.example/n/1', 4, 1, 'WIPO', ?)",
+            (later.isoformat(),),
+        )
+        conn.execute("UPDATE stories SET updated_at = ? WHERE id = 1", (later.isoformat(),))
+    _, text = render_preview(store, config, FIXTURE_GROUP, now=later)
+    check_golden("digest-updated.txt", text)
