@@ -483,8 +483,8 @@ def feed_links(response: Response) -> list[str]:
     for link in soup.find_all("link", href=True):
         if not isinstance(link, Tag):
             continue
-        rel = link.get("rel") or []
-        rels = {r.lower() for r in (rel if isinstance(rel, list) else [rel])}
+        rel: Any = link.get("rel") or []
+        rels = {str(r).lower() for r in (rel if isinstance(rel, list) else [rel])}
         kind = str(link.get("type") or "").lower().split(";")[0].strip()
         if "alternate" in rels and kind in FEED_TYPES:
             url = _absolute(str(link["href"]), response.final_url)

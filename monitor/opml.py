@@ -131,8 +131,8 @@ def source_block(
 ) -> str:
     """One ``[[source]]`` block of TOML text, validated as a SourceConfig first."""
     tags = list(tags)
-    SourceConfig(name=name, url=url, kind=kind, tags=tags)  # type: ignore[arg-type]
-    lines = []
+    SourceConfig.model_validate({"name": name, "url": url, "kind": kind, "tags": tags})
+    lines: list[str] = []
     if comment:
         lines.extend(f"# {line}" for line in comment.splitlines())
     lines += ["[[source]]", f"name = {_toml_string(name)}", f"kind = {_toml_string(kind)}"]
