@@ -24,9 +24,9 @@ from datetime import datetime
 
 import trafilatura
 from lxml import etree
-from lxml.html import HtmlElement, fromstring
+from lxml.html import HtmlElement
 from trafilatura.settings import Extractor
-from trafilatura.utils import HTML_PARSER, load_html
+from trafilatura.utils import decode_file, load_html
 
 from monitor.extract_clean import (
     add_missing_paragraphs,
@@ -127,22 +127,44 @@ def _input_problem(html: bytes | str) -> str | None:
     return None
 
 
+def _html_parser() -> etree.HTMLParser:
+    """libxml2's HTML parser, giving every element lxml.html's class by a C-level lookup.
+
+    lxml.html's own parser picks element classes in a Python callback, once per element
+    each time Python touches it; trafilatura's passes touch every element many times.
+    """
+    parser = etree.HTMLParser(
+        collect_ids=False,
+        default_doctype=False,
+        encoding="utf-8",
+        remove_comments=True,
+        remove_pis=True,
+    )
+    parser.set_element_class_lookup(etree.ElementDefaultClassLookup(element=HtmlElement))
+    return parser
+
+
+HTML_PARSER = _html_parser()
+
+
 def _parse(html: bytes | str) -> HtmlElement | None:
-    """Parse a page; UTF-8 bytes go straight to libxml2, anything else through trafilatura's
-    loader, which guesses the charset and repairs what trips libxml2."""
-    if isinstance(html, bytes):
+    """Parse a page. Bytes that are not UTF-8 are decoded by trafilatura's charset guess."""
+    if isinstance(html, str):
+        data = html.encode("utf-8", "surrogatepass")
+    else:
         try:
             html.decode("utf-8")
+            data = html
         except UnicodeDecodeError:
-            pass
-        else:
-            try:
-                tree = fromstring(html, parser=HTML_PARSER)
-            except (etree.ParserError, ValueError):
-                tree = None
-            if tree is not None and len(tree):
-                return tree
-    return load_html(html)
+            data = decode_file(html).encode("utf-8", "surrogatepass")
+    try:
+        tree = etree.fromstring(data, HTML_PARSER)
+    except (etree.ParserError, ValueError):
+        tree = None
+    if tree is None or not len(tree):
+        # trafilatura's loader repairs what trips libxml2 (odd doctypes, <html/>)
+        tree = load_html(html)
+    return tree
 
 
 def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Article:
