@@ -224,6 +224,12 @@ class SourceConfig(_Model):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        if "@" in re.split(r"[/?#]", value.split("://", 1)[1], maxsplit=1)[0]:
+            # The URL is not echoed: it holds a password, which would reach logs and the store.
+            raise ValueError(
+                "has a user name or password in it; secrets never go in config files,"
+                " so feeds behind a login are not supported"
+            )
         return value
 
     @model_validator(mode="after")
