@@ -26,6 +26,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from monitor.errors import QuerySyntaxError
 
@@ -195,7 +196,7 @@ class Term:
     tokens: tuple[str, ...]
     prefix: bool = False
     field: str | None = None
-    source: str = ""
+    source: str = dataclass_field(default="", compare=False)  # as written, for messages only
 
     @property
     def key(self) -> tuple[tuple[str, ...], bool]:
