@@ -264,19 +264,38 @@ def digest(
     groups = [g for g in config.digests if group in (None, g.name)]
     if group and not groups:
         raise ConfigError(f"no digest group named {group!r}", key="digest.name")
+    if not groups:
+        raise ConfigError("no digest groups are configured; add a [[digest]] to digests.toml")
     if preview or preview_text:
+        if len(groups) > 1:
+            names = ", ".join(g.name for g in groups)
+            raise ConfigError(f"a preview shows one group; pass --group (one of {names})")
         html, text = render_preview(store, config, groups[0])
         if preview:
             preview.write_text(html, encoding="utf-8")
-            print(f"HTML preview written to {preview}")
+            print(f"HTML preview of {groups[0].name} written to {preview}")
         if preview_text:
             preview_text.write_text(text, encoding="utf-8")
-            print(f"text preview written to {preview_text}")
+            print(f"text preview of {groups[0].name} written to {preview_text}")
         return
     for g in groups:
-        build_digest(store, config, g)
-    for result in deliver_pending(store, config):
-        print(f"digest {result.group_name}: {result.state} ({result.message_id})")
+        if build_digest(store, config, g) is None:
+            print(f"digest {g.name}: nothing new, nothing to send")
+    where = (
+        f"via {config.smtp.host}:{config.smtp.port}"
+        if config.smtp.host
+        else f"into {config.outbox_path}"
+    )
+    results = deliver_pending(store, config)
+    for result in results:
+        print(
+            f"digest {result.group_name} #{result.digest_id}: {result.state}, "
+            f"{result.recipients_sent} recipient(s) {where} ({result.message_id})"
+        )
+        if result.error:
+            print(f"  {result.error}")
+    if any(r.state != "sent" for r in results):
+        raise typer.Exit(1)  # deferred ones are retried by the daemon or the next run
 
 
 @app.command("test-query")

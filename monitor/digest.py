@@ -242,7 +242,10 @@ ORDER BY h.id
 
 def _group_commitments(store: Store, group: DigestConfig) -> dict[str, sqlite3.Row]:
     """The group's commitments: listed by id OR carrying a listed tag; none listed = all."""
-    rows = store.query("SELECT id, actor, title, source, article, tags FROM commitments")
+    # inactive = removed from config: its hits stay in the store but are no longer mailed
+    rows = store.query(
+        "SELECT id, actor, title, source, article, tags FROM commitments WHERE active"
+    )
     wanted_ids = set(group.commitments)
     wanted_tags = set(group.tags)
     chosen: dict[str, sqlite3.Row] = {}
