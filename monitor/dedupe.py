@@ -32,10 +32,9 @@ from monitor.clock import now_iso
 from monitor.dedupe_text import (
     SHINGLE,
     band_keys,
-    body_tokens,
+    body_shingles,
     minhash,
     one_permutation_minhash,
-    shingle_sequence,
     similarity,
     words,
 )
@@ -147,8 +146,7 @@ class Fingerprint:
 
 def fingerprint(text: str) -> Fingerprint:
     """Body shingles and band keys of a text; no keys for an empty body."""
-    tokens = body_tokens(text)
-    shingles = shingle_sequence(tokens)
+    shingles = body_shingles(text)
     if shingles.size == 0:
         return Fingerprint(shingles, [])
     body = one_permutation_minhash(shingles, BODY_BANDS * BODY_ROWS)
@@ -156,11 +154,6 @@ def fingerprint(text: str) -> Fingerprint:
     lead = minhash(lead_shingles, LEAD_BANDS * LEAD_ROWS, offset=BODY_BANDS * BODY_ROWS)
     keys = band_keys(body, BODY_ROWS, 0) + band_keys(lead, LEAD_ROWS, _LEAD_SALT)
     return Fingerprint(shingles, keys)
-
-
-def body_shingles(text: str) -> np.ndarray:
-    """Just the body shingles of a text (for confirming a candidate)."""
-    return shingle_sequence(body_tokens(text))
 
 
 # -- the stage ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Republished copies differ from their original in predictable ways: site chrome
 around the body (navigation, share bars, "Related:" lists, a truncated lead repeated
 as a heading), a wire dateline in front, an ending trimmed off, a few words edited.
-``body_tokens`` removes what it can recognise *by shape* (so it needs no per-site
+``body_lines`` removes what it can recognise *by shape* (so it needs no per-site
 rules and no state), and ``similarity`` compares what is left in a way that an
 abridged copy still scores high and an unrelated article quoting a few sentences
 does not.
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,12 +123,12 @@ def body_lines(text: str) -> list[str]:
     return kept
 
 
-def body_tokens(text: str) -> list[str]:
-    """Word tokens of the article's body (see ``body_lines``)."""
-    return words("\n".join(body_lines(text)))
+def body_text(text: str) -> str:
+    """The article's body (see ``body_lines``) as one string."""
+    return "\n".join(body_lines(text))
 
 
-# -- shingles and MinHash ----------------------------------------------------------------
+# -- token hashes and shingles -----------------------------------------------------------
 
 SHINGLE = 5
 _SHINGLE_MIX = np.array([pow(1_000_003, k, 1 << 64) for k in range(SHINGLE)], dtype=np.uint64)
@@ -143,38 +141,81 @@ _PERM_B = _rng.randint(0, (1 << 63) - 1, size=_MAX_PERM, dtype=np.uint64)
 _BAND_MIX = _rng.randint(1, (1 << 63) - 1, size=64, dtype=np.uint64) | np.uint64(1)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
-
-_WORD_HASHES: dict[str, int] = {}
-#: Bound on the word-hash memo: news vocabulary is Zipfian, so a modest memo hits often.
-_WORD_HASHES_MAX = 200_000
-
-
-def _word_hashes(tokens: Sequence[str]) -> np.ndarray:
-    memo = _WORD_HASHES
-    try:
-        return np.fromiter(map(memo.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
-    except KeyError:
-        if len(memo) > _WORD_HASHES_MAX:
-            memo.clear()
-        for token in tokens:
-            if token not in memo:
-                memo[token] = zlib.crc32(token.encode("utf-8"))
-        return np.fromiter(map(memo.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+# Token hashing works on UTF-8 bytes with numpy, not word by word in Python: a word is a
+# run of ASCII letters, digits and "_" or of non-ASCII bytes, once typographic
+# punctuation (quotes, dashes, nbsp, CJK punctuation) has become a space and each CJK
+# character stands alone.
+_WORD_BYTE = np.zeros(256, dtype=bool)
+_WORD_BYTE[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")] = True
+_WORD_BYTE[0x80:] = True
+_PUNCTUATION_UTF8 = re.compile(
+    rb"\xe2[\x80-\x81][\x80-\xbf]|\xc2[\xa0-\xbf]|\xe3\x80[\x80-\xbf]|\xc3[\x97\xb7]"
+)
+_CJK_UTF8 = re.compile(rb"[\xe3-\xed][\x80-\xbf][\x80-\xbf]")
+# Polynomial hash of each token from one prefix sum: with an odd base B, B is invertible
+# modulo 2**64, so hash(bytes[s:e]) = (Q[e] - Q[s]) * B**-s where Q sums b_i * B**i.
+_BASE = 0x100000001B3
+_INVERSE_BASE = pow(_BASE, -1, 1 << 64)
 
 
-def shingle_sequence(tokens: Sequence[str]) -> np.ndarray:
-    """Stable 64-bit hashes of each word ``SHINGLE``-gram, in text order.
+def _geometric(base: int, size: int) -> np.ndarray:
+    steps = np.full(size, base, dtype=np.uint64)
+    steps[0] = 1
+    return np.cumprod(steps, dtype=np.uint64)  # wraps modulo 2**64, as intended
 
-    A text shorter than one shingle gives one hash of all its words.
-    """
-    if not tokens:
+
+_powers: list[np.ndarray] = [_geometric(_BASE, 1 << 16), _geometric(_INVERSE_BASE, 1 << 16)]
+
+
+def _powers_for(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """B**i and B**-i for i < length (grown, never shrunk, for a longer text)."""
+    if _powers[0].size < length:
+        _powers[:] = [_geometric(_BASE, length), _geometric(_INVERSE_BASE, length)]
+    return _powers[0], _powers[1]
+
+
+def token_hashes(text: str) -> np.ndarray:
+    """Stable 64-bit hashes of the text's word tokens, case- and NFKC-folded, in order."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    data = folded.encode("utf-8")
+    if not folded.isascii():
+        data = _PUNCTUATION_UTF8.sub(b" ", data)
+        if _CJK_UTF8.search(data):
+            data = _CJK_UTF8.sub(rb" \g<0> ", data)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if raw.size == 0:
         return np.zeros(0, dtype=np.uint64)
-    word_hashes = _word_hashes(tokens)
+    edges = np.diff(_WORD_BYTE[raw].astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    powers, inverse = _powers_for(raw.size + 1)
+    prefix = np.zeros(raw.size + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        if len(tokens) < SHINGLE:
-            return np.array([(word_hashes * _SHINGLE_MIX[: len(tokens)]).sum()], np.uint64)
-        windows = np.lib.stride_tricks.sliding_window_view(word_hashes, SHINGLE)
+        np.cumsum((raw.astype(np.uint64) + np.uint64(1)) * powers[: raw.size], out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * inverse[starts]
+        hashes ^= hashes >> np.uint64(29)
+        hashes *= _GOLDEN
+        hashes ^= hashes >> np.uint64(32)
+    return hashes
+
+
+def shingle_sequence(tokens: np.ndarray) -> np.ndarray:
+    """Stable 64-bit hashes of each ``SHINGLE``-gram of token hashes, in text order.
+
+    A text shorter than one shingle gives one hash of all its tokens.
+    """
+    if tokens.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        if tokens.size < SHINGLE:
+            return np.array([(tokens * _SHINGLE_MIX[: tokens.size]).sum()], np.uint64)
+        windows = np.lib.stride_tricks.sliding_window_view(tokens, SHINGLE)
         return (windows * _SHINGLE_MIX).sum(axis=1)
+
+
+def body_shingles(text: str) -> np.ndarray:
+    """Shingle hashes of the article's body, in text order."""
+    return shingle_sequence(token_hashes(body_text(text)))
 
 
 def minhash(shingles: np.ndarray, num_perm: int, offset: int = 0) -> np.ndarray:
@@ -274,7 +315,7 @@ class Score:
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> Score:
-    """Compare two shingle sequences (from ``shingle_sequence`` of ``body_tokens``)."""
+    """Compare two shingle sequences (from ``body_shingles``)."""
     if a.size == 0 or b.size == 0:
         return Score(0.0, 0.0, False)
     set_a, set_b = np.unique(a), np.unique(b)
