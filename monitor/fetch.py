@@ -618,17 +618,14 @@ class Fetcher:
         """Refuse what is not a well-formed http(s) URL, before any network work."""
         try:
             parts = urlsplit(url)
-            port = parts.port
-            scheme = parts.scheme.lower()
-            if scheme in ("http", "https") and parts.hostname:
-                httpx.URL(url)  # IDNA and the rest of httpx's rules
-        except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+            parts.port  # noqa: B018 -- raises ValueError for a port out of range
+        except ValueError as exc:
             raise PermanentFetchError(f"invalid URL ({exc})") from None
-        if scheme not in ("http", "https"):
+        # httpx's stricter rules (IDNA...) are applied when the request is built, in _send.
+        if parts.scheme.lower() not in ("http", "https"):
             raise PermanentFetchError(f"unsupported URL scheme {parts.scheme or '(none)'!r}")
         if not parts.hostname:
             raise PermanentFetchError("URL has no host name")
-        del port
 
     async def _check_robots(self, url: str) -> None:
         entry = await self._robots_for(url)
