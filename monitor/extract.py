@@ -18,6 +18,7 @@ How, and why this way:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ from monitor.extract_clean import (
     link_texts,
     render,
 )
+from monitor.extract_memory import SiteBoilerplate, site_of
 from monitor.extract_meta import detect_language, find_published, read_meta
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
@@ -90,21 +92,46 @@ def _empty(reason: str) -> Article:
     )
 
 
-def extract(html: bytes | str, url: str | None = None, *, selectors: str | None = None) -> Article:
+def extract(
+    html: bytes | str,
+    url: str | None = None,
+    *,
+    selectors: str | None = None,
+    boilerplate: SiteBoilerplate | None = None,
+) -> Article:
     """Extract the main article of one page.
 
     ``selectors`` is a CSS selector for the article body that a user gave for this source;
-    when it matches, only the matched elements are read. Deterministic (same input, same
-    output), no network, and never raises: a page that cannot be read gives an Article
-    with empty ``text`` and the ``reason``.
+    when it matches, only the matched elements are read. ``boilerplate``, when given, is the
+    caller's memory of lines repeated across a site's pages: those lines are dropped and
+    this page's lines are remembered. The output depends only on the arguments (and on the
+    memory's state when one is passed), no network, and it never raises: a page that
+    cannot be read gives an Article with empty ``text`` and the ``reason``.
     """
     problem = _input_problem(html)
     if problem:
         return _empty(problem)
     try:
-        return _extract(html, url, selectors)
+        article = _extract(html, url, selectors)
+        if boilerplate is not None and article.text:
+            article = _forget_site_chrome(article, url, boilerplate)
+        return article
     except Exception as exc:  # one odd page must never stop the pipeline
         return _empty(f"extraction failed: {exc.__class__.__name__}: {exc}"[:200])
+
+
+def _forget_site_chrome(article: Article, url: str | None, memory: SiteBoilerplate) -> Article:
+    """Drop lines this site repeated on other pages, then remember this page's lines."""
+    page = article.canonical_url or url
+    site = site_of(page)
+    if site is None or page is None:
+        return article
+    blocks = [block.split("\n") for block in article.text.split("\n\n")]
+    kept = [[line for line in block if not memory.repeated(site, page, line)] for block in blocks]
+    memory.learn(site, page, (line for block in blocks for line in block))
+    text = "\n\n".join("\n".join(block) for block in kept if block)
+    reason = None if text else "no article found: only lines this site repeats on every page"
+    return dataclasses.replace(article, text=text, reason=reason)
 
 
 def _input_problem(html: bytes | str) -> str | None:

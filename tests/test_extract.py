@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.extract import Article, extract
+from monitor.extract_memory import SiteBoilerplate
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "extract"
@@ -285,3 +286,49 @@ def test_quality_on_the_shared_benchmark() -> None:
             bench.score_page(extract(html, expected["url"]).text, expected["articleBody"])
         )
     assert bench.summarize(scores, [0.0]).f1 >= 0.965  # 0.977 when written; trafilatura: 0.925
+
+
+ABOUT = (
+    "About Lumen Patent Partners: Lumen is an intellectual property firm with offices in "
+    "Munich, Shanghai and Boston, advising clients on patents, trademarks and disputes."
+)
+
+
+def press_release(number: int) -> str:
+    """A page of one site: its own two paragraphs, then the site's closing paragraph."""
+    return (
+        f"<html><head><title>Release {number}</title></head><body><article>"
+        f"<h1>Release {number}</h1>"
+        f"<p>Release {number} says the firm advised client number {number} on a licensing "
+        f"deal covering {number * 7} patent families in the mobile communications field.</p>"
+        f"<p>The agreement, the firm said, settles litigation in {number + 2} countries and "
+        f"includes a cross-licence running until {2030 + number}.</p>"
+        f"<p>{ABOUT}</p></article></body></html>"
+    )
+
+
+def test_site_boilerplate_memory_learns_a_sites_closing_paragraph() -> None:
+    memory = SiteBoilerplate(min_pages=3)
+    urls = [f"https://www.lumen.example/news/{n}" for n in range(5)]
+    texts = [extract(press_release(n), url, boilerplate=memory).text for n, url in enumerate(urls)]
+    assert all(ABOUT in text for text in texts[:3])  # not yet seen on three other pages
+    assert all(ABOUT not in text for text in texts[3:])
+    assert texts[4].startswith("Release 4 says the firm advised client number 4")
+    # Another site is not affected by what this one repeats.
+    other = extract(press_release(9), "https://other.example/9", boilerplate=memory)
+    assert ABOUT in other.text
+
+
+def test_site_boilerplate_memory_is_explicit_state() -> None:
+    memory = SiteBoilerplate(min_pages=2)
+    url = "https://lumen.example/news/1"
+    for _ in range(4):  # fetching one page again does not make its lines chrome
+        assert ABOUT in extract(press_release(1), url, boilerplate=memory).text
+    assert extract(press_release(1), url) == extract(
+        press_release(1), url, boilerplate=SiteBoilerplate()
+    )
+    for n in (2, 3):
+        extract(press_release(n), f"https://lumen.example/news/{n}", boilerplate=memory)
+    restored = SiteBoilerplate.from_dict(json.loads(json.dumps(memory.to_dict())))
+    later = extract(press_release(4), "https://lumen.example/news/4", boilerplate=restored)
+    assert ABOUT not in later.text and later.text
