@@ -4,16 +4,23 @@ Every later stage (dedupe, matching, evidence sentences in digests) reads
 ``Article.text``, so this stage promises the article's paragraphs without the page's
 chrome, and it never raises: bad input gives an empty text and a ``reason``.
 
-How, and why this way:
+How, and why this way (``bench/extract.py`` measures each choice against trafilatura's
+default call on the shared benchmark):
 
-1. Parse once with trafilatura's loader (charset detection, repairs for libxml2).
-2. Read the metadata from the full tree (head tags, JSON-LD, htmldate for the date).
-3. Drop elements that are never article text (scripts, navigation, footers, forms'
-   controls) before the body search: trafilatura's many XPath passes then run on a
-   far smaller tree, which is most of why this is faster than its default call.
-4. Let trafilatura's main extractor, in its fast mode, pick the article region.
-5. Clean its lines (:mod:`monitor.extract_clean`): headline repeats, share/follow/
-   cookie lines, related-link teasers, link-dense lines.
+1. Parse once, with a C-level element class lookup (trafilatura's passes touch every
+   element many times; lxml.html's Python lookup was a tenth of their time).
+2. Read the metadata from the full tree: head tags and JSON-LD through trafilatura's
+   helpers, the date through htmldate, the language of the extracted text by py3langid.
+3. Drop elements that are never article text (scripts, navigation, footers, form
+   controls) so every later pass runs on a smaller tree.
+4. Trafilatura's main extractor, fast and in recall mode, picks the article region.
+   A readability-style vote of long paragraphs (:func:`dense_paragraphs`) is a second
+   opinion: it puts back article chunks the fast pass cut off, and when the two
+   disagree badly trafilatura's full cascade (readability and jusText) is tried.
+5. Lines are cleaned (:mod:`monitor.extract_clean`): headline repeats, share, follow,
+   cookie and newsletter lines, credits and datelines, link teasers and link lists.
+6. Optionally, a caller-owned :class:`SiteBoilerplate` drops lines a site repeats on
+   every page (:mod:`monitor.extract_memory`).
 """
 
 from __future__ import annotations
