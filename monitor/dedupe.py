@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
-from courlan import normalize_url
+from courlan import extract_domain, normalize_url
 
 from monitor.clock import now_iso
 from monitor.dedupe_text import (
@@ -70,9 +70,14 @@ def _normalize(url: str) -> str:
     return f"{rebuilt}?{query}" if query else rebuilt
 
 
-def _registrable_tail(host: str) -> str:
-    labels = host.lower().split(":")[0].split(".")
-    return ".".join(labels[-2:])
+def _site(url: str) -> str:
+    """The registrable domain (``news.bbc.co.uk`` -> ``bbc.co.uk``), from the public suffix
+    list; for hosts it does not know (IPs, test TLDs) the host without ``www.``/``m.``."""
+    domain = extract_domain(url)
+    if domain:
+        return domain
+    host = (urlsplit(url).hostname or "").lower()
+    return re.sub(r"^(?:www\d*|m|amp|mobile)\.", "", host)
 
 
 def canonical_url(url: str, declared: str | None = None) -> str:
@@ -92,12 +97,8 @@ def canonical_url(url: str, declared: str | None = None) -> str:
             candidate = _normalize(declared)
         except ValueError:
             return own
-        cparts, oparts = urlsplit(candidate), urlsplit(own)
-        if (
-            cparts.scheme in ("http", "https")
-            and cparts.netloc
-            and _registrable_tail(cparts.netloc) == _registrable_tail(oparts.netloc)
-        ):
+        parts = urlsplit(candidate)
+        if parts.scheme in ("http", "https") and parts.netloc and _site(candidate) == _site(own):
             return candidate
     return own
 

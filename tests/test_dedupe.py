@@ -121,18 +121,32 @@ def test_canonical_url_folds_what_does_not_identify_a_page(url: str, expected: s
     assert canonical_url(url) == expected
 
 
-def test_canonical_url_prefers_a_declared_canonical_on_the_same_site() -> None:
-    declared = "https://www.chinadaily.example/a/ip.html?utm_source=x"
-    assert (
-        canonical_url("https://m.chinadaily.example/amp/ip.html?from=app", declared)
-        == "https://www.chinadaily.example/a/ip.html"
-    )
+@pytest.mark.parametrize(
+    ("url", "declared", "expected"),
+    [
+        (
+            "https://m.chinadaily.example/amp/ip.html?from=app",
+            "https://www.chinadaily.example/a/ip.html?utm_source=x",
+            "https://www.chinadaily.example/a/ip.html",
+        ),
+        (
+            "https://english.www.gov.cn/news/202611/25/content_WS1.html",
+            "https://www.gov.cn/news/202611/25/content_WS1.html",
+            "https://www.gov.cn/news/202611/25/content_WS1.html",
+        ),
+    ],
+)
+def test_canonical_url_prefers_a_declared_canonical_on_the_same_site(
+    url: str, declared: str, expected: str
+) -> None:
+    assert canonical_url(url, declared) == expected
 
 
 @pytest.mark.parametrize(
     "declared",
     [
         "https://aggregator.example/story/1",  # another site: a syndication partner or a bug
+        "https://other.com.cn/a/1",  # shares only the public suffix with news.com.cn
         "/relative/path",  # not absolute
         "javascript:void(0)",
         "",
@@ -141,6 +155,7 @@ def test_canonical_url_prefers_a_declared_canonical_on_the_same_site() -> None:
 )
 def test_canonical_url_ignores_a_foreign_or_invalid_declaration(declared: str | None) -> None:
     assert canonical_url("https://news.example/a/1", declared) == "https://news.example/a/1"
+    assert canonical_url("https://xinhua.com.cn/a/1", declared) == "https://xinhua.com.cn/a/1"
 
 
 # -- layer 2: exact content --------------------------------------------------------------
