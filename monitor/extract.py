@@ -49,7 +49,7 @@ from monitor.extract_memory import SiteBoilerplate, site_of
 from monitor.extract_meta import detect_language, find_published, read_meta
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
-SNIFF_CHARS = 4096
+SNIFF_CHARS = 65536  # markup must show up this early (pages may open with a long comment)
 MIN_TEXT_CHARS = 250  # below this the fast pass probably missed the article
 MIN_COVERAGE = 0.8  # share of the voted paragraphs a text must hold to count as the article
 MAX_BLOAT = 4.0  # a fast pass this much longer than the voted paragraphs took in chrome
