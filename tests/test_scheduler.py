@@ -162,6 +162,14 @@ def test_jobs_never_drop_a_late_run_and_never_pile_up(daemon: Daemon) -> None:
         while daemon.scheduler is None or not daemon.scheduler.running:
             await asyncio.sleep(0.01)
         jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
+        # A job two hours late (the machine slept through it) still runs, and says so.
+        daemon.scheduler.modify_job(
+            "maintenance", next_run_time=datetime.now(UTC) - timedelta(hours=2)
+        )
+        for _ in range(100):
+            if daemon.store.scalar("SELECT 1 FROM runs WHERE outcome = 'late'"):
+                break
+            await asyncio.sleep(0.05)
         daemon.request_stop()
         await asyncio.wait_for(serving, 10)
         return jobs
@@ -175,6 +183,10 @@ def test_jobs_never_drop_a_late_run_and_never_pile_up(daemon: Daemon) -> None:
     assert str(jobs["digest:ops"].trigger.timezone) == "Europe/Paris"  # type: ignore[attr-defined]
     outcome = daemon.store.scalar("SELECT outcome FROM runs WHERE job = 'daemon'")
     assert outcome == "stopped"
+    late = daemon.store.query("SELECT job, detail FROM runs WHERE outcome = 'late'")
+    assert [row["job"] for row in late] == ["maintenance"]
+    seconds_late = int(late[0]["detail"].split("started ", 1)[1].split(" s late")[0])
+    assert 7200 <= seconds_late < 7260
 
 
 def test_a_fetch_over_its_timeout_is_cancelled_logged_and_redone(
