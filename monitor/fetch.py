@@ -52,7 +52,7 @@ from monitor.errors import (
 )
 from monitor.fetch_charset import decode_body
 
-__all__ = ["Fetcher", "Response", "next_attempt_delay", "parse_retry_after"]
+__all__ = ["Fetcher", "Response", "RobotsCache", "next_attempt_delay", "parse_retry_after"]
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 # Never wait longer than this for one host's Crawl-delay: a typo there should slow us, not stop us.
@@ -432,6 +432,28 @@ class _RobotsEntry:
     parser: Protego | None  # None: allow everything (no robots.txt, or 4xx)
     expires: float
     error: str | None = None  # robots.txt could not be read: retry the source later
+    crawl_delay: float = 0.0
+
+
+class RobotsCache:
+    """robots.txt answers per origin and user agent, kept until ``robots_ttl`` runs out.
+
+    A Fetcher lives for one cycle; the daemon keeps one RobotsCache for its lifetime and
+    hands it to each cycle's Fetcher, or every cycle would ask every host again.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _RobotsEntry] = {}
+
+    def get(self, origin: str, agent: str) -> _RobotsEntry | None:
+        entry = self._entries.get((origin, agent))
+        return entry if entry is not None and entry.expires > time.monotonic() else None
+
+    def put(self, origin: str, agent: str, entry: _RobotsEntry) -> None:
+        self._entries[(origin, agent)] = entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def host_key(url: str) -> str:
@@ -445,7 +467,11 @@ class Fetcher:
     """One polite HTTP client for a run; use as ``async with Fetcher(settings) as f``."""
 
     def __init__(
-        self, settings: FetchConfig, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: FetchConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        robots_cache: RobotsCache | None = None,
     ) -> None:
         self.settings = settings
         networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.allowed_networks)
@@ -472,7 +498,7 @@ class Fetcher:
         self._cookies = httpx.Cookies()
         self._global = asyncio.Semaphore(settings.concurrency)
         self._hosts: dict[str, _HostState] = {}
-        self._robots: dict[str, _RobotsEntry] = {}
+        self._robots = robots_cache if robots_cache is not None else RobotsCache()
         self._robots_locks: dict[str, asyncio.Lock] = {}
         self._limit = int(settings.max_body_mb * 1024 * 1024)
         self.robots_agent = settings.user_agent.split("/", 1)[0].strip() or "*"
@@ -638,15 +664,12 @@ class Fetcher:
         key = host_key(url)
         lock = self._robots_locks.setdefault(key, asyncio.Lock())
         async with lock:  # one robots.txt fetch per host, however many requests wait on it
-            entry = self._robots.get(key)
-            if entry is not None and entry.expires > time.monotonic():
-                return entry
-            entry = await self._fetch_robots(url)
-            self._robots[key] = entry
-            if entry.parser is not None:
-                crawl_delay = entry.parser.crawl_delay(self.robots_agent)
-                if crawl_delay:
-                    self._host(key).delay = min(float(crawl_delay), MAX_CRAWL_DELAY)
+            entry = self._robots.get(key, self.robots_agent)
+            if entry is None:
+                entry = await self._fetch_robots(url)
+                self._robots.put(key, self.robots_agent, entry)
+            if entry.crawl_delay:
+                self._host(key).delay = entry.crawl_delay
             return entry
 
     async def _fetch_robots(self, url: str) -> _RobotsEntry:
@@ -665,7 +688,9 @@ class Fetcher:
         except PermanentFetchError:
             # 4xx (and oversize, odd redirects): RFC 9309 says the crawler may access anything.
             return _RobotsEntry(None, now + self.settings.robots_ttl)
-        return _RobotsEntry(Protego.parse(response.text), now + self.settings.robots_ttl)
+        parser = Protego.parse(response.text)
+        crawl_delay = min(float(parser.crawl_delay(self.robots_agent) or 0), MAX_CRAWL_DELAY)
+        return _RobotsEntry(parser, now + self.settings.robots_ttl, crawl_delay=crawl_delay)
 
     def _host(self, key: str) -> _HostState:
         state = self._hosts.get(key)

@@ -27,6 +27,7 @@ from monitor.errors import (
 from monitor.fetch import (
     Fetcher,
     Response,
+    RobotsCache,
     _BodyTooLarge,
     _Decoder,
     next_attempt_delay,
@@ -197,6 +198,27 @@ def test_robots_is_fetched_once_per_host_and_expires(host: SiteHost) -> None:
     assert host.counts["/robots.txt"] == 1
     asyncio.run(run(settings(robots_ttl=0.2), 0.3))
     assert host.counts["/robots.txt"] == 3  # one more fetcher, then one expiry
+
+
+def test_robots_cache_outlives_one_fetcher(host: SiteHost) -> None:
+    """The daemon's cycles share one cache, so robots.txt is asked once per robots_ttl."""
+    cache = RobotsCache()
+    host.robots_txt = "User-agent: *\nCrawl-delay: 0.2\nDisallow: /private\n"
+
+    async def cycle() -> None:
+        async with Fetcher(settings(), robots_cache=cache) as fetcher:
+            await fetcher.get(host.url(PAGE))
+            await fetcher.get(host.url(PAGE))
+            with pytest.raises(RobotsDisallowedError):
+                await fetcher.get(host.url("private/page"))
+
+    tracker = InFlight(0)
+    host.route("/" + PAGE, tracker)
+    asyncio.run(cycle())
+    asyncio.run(cycle())
+    assert host.counts["/robots.txt"] == 1
+    # The cached Crawl-delay still spaces the second cycle's requests.
+    assert tracker.arrivals[3] - tracker.arrivals[2] >= 0.17
 
 
 def test_missing_robots_allows_and_unreachable_robots_defers(host: SiteHost) -> None:
