@@ -153,6 +153,31 @@ def test_a_digest_built_before_a_crash_is_not_built_again(
     )
 
 
+def test_a_digest_deferred_while_smtp_is_down_is_delivered_by_a_later_tick(
+    daemon: Daemon, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        daemon.prepare()
+        await daemon.tick()
+        smtp.stop()
+        monkeypatch.setenv("MONITOR_CLOCK_OFFSET", "3600")
+        await daemon.tick()
+        assert daemon.store.scalar("SELECT state FROM digests") == "deferred"
+        smtp.start()
+        await daemon.tick()  # the retry is not due yet: no hammering a server that was down
+        assert smtp.messages == []
+        monkeypatch.setenv("MONITOR_CLOCK_OFFSET", str(3600 + 120))  # past the 60 s backoff
+        await daemon.tick()
+        assert daemon.store.scalar("SELECT state FROM digests WHERE id = 1") == "sent"
+
+    asyncio.run(scenario())
+    first = daemon.store.scalar("SELECT message_id FROM digests WHERE id = 1")
+    # (If the two minutes crossed an hour, the next hourly digest came too: only count ours.)
+    assert [m.message_id for m in smtp.messages].count(first) == 1
+    delivered = daemon.store.query("SELECT job, outcome FROM runs WHERE detail LIKE '%#1 sent%'")
+    assert [tuple(row) for row in delivered] in ([("deliver", "ok")], [("digest:ops", "ok")])
+
+
 # -- the APScheduler side ------------------------------------------------------------------------
 
 
