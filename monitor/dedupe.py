@@ -133,6 +133,11 @@ MAX_CANDIDATES = 12
 #: Band rows read per lookup: bounds the work when a band is shared by very many
 #: articles (boilerplate-only pages), at the cost of missing some of them.
 MAX_BAND_ROWS = 2000
+#: A text this short (in words, or in body shingles) is as likely a paywall notice, a
+#: cookie wall or an error page as a story, and those are identical across unrelated
+#: articles; such a match must also have the same title.
+SHORT_WORDS = 25
+SHORT_SHINGLES = 20
 #: Body shingles kept in memory for recently assigned articles (about 6 KB each).
 RECENT_SHINGLES = 2048
 
@@ -178,6 +183,10 @@ class Assignment:
     method: str  # "new" | "url" | "hash" | "near"
     similarity: float | None
     primary_changed: bool
+
+
+def _same_title(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and normalize_text(a or "") == normalize_text(b or "")
 
 
 def _host(url: str) -> str:
@@ -250,10 +259,10 @@ class Deduper:
         text = row["text"] or ""
         digest = row["content_hash"] or content_hash(text)
 
-        match = self._same_url(row) or self._same_hash(article_id, digest, text)
+        match = self._same_url(row) or self._same_hash(row, digest)
         sketch = None if match is not None and match.method == "hash" else fingerprint(text)
         if match is None and sketch is not None and sketch.keys:
-            match = self._near(article_id, sketch)
+            match = self._near(row, sketch)
         if sketch is not None and sketch.keys:
             self._remember(article_id, sketch.shingles)
             self.conn.executemany(
@@ -270,17 +279,21 @@ class Deduper:
         ).fetchone()
         return None if hit is None else _Match(hit[0], hit[1], "url", None)
 
-    def _same_hash(self, article_id: int, digest: str, text: str) -> _Match | None:
+    def _same_hash(self, row: sqlite3.Row, digest: str) -> _Match | None:
+        text = row["text"] or ""
         if not text.strip():
             return None  # every empty page has the same hash; that is not a story
-        hit = self.conn.execute(
-            "SELECT id, story_id FROM articles WHERE content_hash = ? AND id != ?"
-            " AND story_id IS NOT NULL ORDER BY id LIMIT 1",
-            (digest, article_id),
-        ).fetchone()
-        return None if hit is None else _Match(hit[0], hit[1], "hash", 1.0)
+        short = len(text.split()) < SHORT_WORDS
+        for hit in self.conn.execute(
+            "SELECT id, story_id, title FROM articles WHERE content_hash = ? AND id != ?"
+            " AND story_id IS NOT NULL ORDER BY id LIMIT 20",
+            (digest, row["id"]),
+        ):
+            if not short or _same_title(hit["title"], row["title"]):
+                return _Match(hit["id"], hit["story_id"], "hash", 1.0)
+        return None
 
-    def _near(self, article_id: int, sketch: Fingerprint) -> _Match | None:
+    def _near(self, row: sqlite3.Row, sketch: Fingerprint) -> _Match | None:
         """LSH candidates from ``article_bands``, confirmed on their bodies."""
         marks = ",".join("?" * len(sketch.keys))
         candidates = self.conn.execute(
@@ -288,7 +301,7 @@ class Deduper:
             f"  SELECT article_id FROM article_bands WHERE band_key IN ({marks}) LIMIT ?"
             ") WHERE article_id != ? GROUP BY article_id"
             " ORDER BY shared DESC, article_id LIMIT ?",
-            (*sketch.keys, MAX_BAND_ROWS, article_id, MAX_CANDIDATES),
+            (*sketch.keys, MAX_BAND_ROWS, row["id"], MAX_CANDIDATES),
         ).fetchall()
         if not candidates:
             return None
@@ -296,8 +309,8 @@ class Deduper:
         rows = {
             other["id"]: other
             for other in self.conn.execute(
-                f"SELECT id, story_id, text FROM articles WHERE id IN ({','.join('?' * len(ids))})"
-                " AND story_id IS NOT NULL",
+                "SELECT id, story_id, title, text FROM articles"
+                f" WHERE id IN ({','.join('?' * len(ids))}) AND story_id IS NOT NULL",
                 ids,
             )
         }
@@ -307,9 +320,12 @@ class Deduper:
             other = rows.get(candidate_id)
             if other is None or other["story_id"] in checked_stories:
                 continue
-            score = similarity(
-                sketch.shingles, self._shingles_of(candidate_id, other["text"] or "")
-            )
+            shingles = self._shingles_of(candidate_id, other["text"] or "")
+            if min(shingles.size, sketch.shingles.size) < SHORT_SHINGLES and not _same_title(
+                other["title"], row["title"]
+            ):
+                continue
+            score = similarity(sketch.shingles, shingles)
             if score.is_duplicate(self.threshold):
                 checked_stories.add(other["story_id"])
                 value = round(score.containment, 4)

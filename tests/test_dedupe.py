@@ -433,3 +433,22 @@ def test_dev_set_quality_does_not_regress() -> None:
     result = bench.run(rows, 0.5)
     assert result["precision"] >= 0.998
     assert result["f1"] >= 0.99
+
+
+def test_identical_short_notices_under_different_titles_stay_apart(store: Store) -> None:
+    """Paywall and cookie notices are identical across unrelated articles of a site."""
+    deduper = Deduper(store)
+    notice = "Subscribe to continue reading. Already a subscriber? Log in."
+    one = deduper.assign(
+        add(store, Page("a", "", "", "https://paper.example/1", "Patent law reform passes", notice))
+    )
+    two = deduper.assign(
+        add(store, Page("b", "", "", "https://paper.example/2", "Tariff talks resume", notice))
+    )
+    three = deduper.assign(
+        add(
+            store, Page("c", "", "", "https://mirror.example/1", "Patent law reform passes", notice)
+        )
+    )
+    assert one.story_id != two.story_id
+    assert three.story_id == one.story_id and three.method == "hash"
