@@ -168,8 +168,10 @@ _powers: list[np.ndarray] = [_geometric(_BASE, 1 << 16), _geometric(_INVERSE_BAS
 
 
 def _powers_for(length: int) -> tuple[np.ndarray, np.ndarray]:
-    """B**i and B**-i for i < length (grown, never shrunk, for a longer text)."""
+    """B**i and B**-i for i < length; the shared tables grow to 1 MB texts, no further."""
     if _powers[0].size < length:
+        if length > 1 << 20:
+            return _geometric(_BASE, length), _geometric(_INVERSE_BASE, length)
         _powers[:] = [_geometric(_BASE, length), _geometric(_INVERSE_BASE, length)]
     return _powers[0], _powers[1]
 

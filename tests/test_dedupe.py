@@ -189,6 +189,15 @@ def test_body_of_a_tiny_page_is_not_empty() -> None:
     assert body_lines("Short note.\nSecond line.") == ["Short note.", "Second line."]
 
 
+def test_token_hashes_depend_on_the_word_alone() -> None:
+    hashes = token_hashes("Patent rules, patent RULES; “patent” — rules")
+    assert hashes.size == 6
+    assert hashes[0] == hashes[2] == hashes[4] and hashes[1] == hashes[3] == hashes[5]
+    assert hashes[0] != hashes[1]
+    long_text = "filler " * 200_000 + "patent"  # past the shared power tables
+    assert token_hashes(long_text)[-1] == hashes[0]
+
+
 def test_chinese_text_is_tokenised_by_character() -> None:
     text = "国家知识产权局发布了关于加强知识产权保护的意见，提出到二零二五年的主要目标。"
     assert body_lines(text) == [text]
