@@ -79,6 +79,7 @@ class Status:
     database: str
     database_bytes: int
     schema_version: int
+    last_daemon: dict[str, Any] | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     digests: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -124,6 +125,11 @@ def status(config: Config, *, now: datetime | None = None) -> Status:
             database_bytes=store.size_bytes(),
             schema_version=SCHEMA_VERSION,
         )
+        last = store.query(
+            "SELECT started_at, finished_at, outcome FROM runs WHERE job = 'daemon'"
+            " ORDER BY id DESC LIMIT 1"
+        )
+        result.last_daemon = dict(last[0]) if last else None
         for row in store.query("SELECT * FROM sources ORDER BY enabled DESC, name"):
             result.sources.append(
                 {
@@ -224,8 +230,18 @@ def format_status(result: Status) -> str:
             f"daemon: running, pid {result.pid} on {result.host}, since {result.started_at}"
             f" (up {uptime})"
         )
+    elif result.last_daemon is None:
+        lines.append("daemon: not running (never started on this store)")
+    elif result.last_daemon["outcome"] == "running":
+        lines.append(
+            f"daemon: not running; the one started {result.last_daemon['started_at']} died"
+            " without stopping (crash or kill); 'monitor run' resumes its work"
+        )
     else:
-        lines.append("daemon: not running")
+        lines.append(
+            f"daemon: not running; last stopped {result.last_daemon['finished_at']}"
+            f" ({result.last_daemon['outcome']})"
+        )
     lines.append(
         f"store: {result.database}, {_size(result.database_bytes)}, schema v{result.schema_version}"
     )

@@ -232,6 +232,14 @@ def test_daemon_runs_stops_refuses_a_second_and_catches_up_once_after_a_suspend(
     assert query(db, "SELECT outcome FROM runs WHERE job = 'daemon'")[0][0] == "stopped"
     before = source_fetches(db)
     assert set(before.values()) == {1}
+    stopped = subprocess.run(
+        [sys.executable, "-m", "monitor", "status", "--config", str(config_dir)],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=True,
+    )
+    assert "daemon: not running; last stopped" in stopped.stdout
 
     # Two hours pass with the daemon down (a suspended laptop): two hourly digest
     # times and two feed intervals go by. On start each due source is fetched once
@@ -244,7 +252,7 @@ def test_daemon_runs_stops_refuses_a_second_and_catches_up_once_after_a_suspend(
         "the catch-up fetch",
         after_suspend,
     )
-    time.sleep(3)  # three more ticks: nothing else is due
+    time.sleep(2)  # two more ticks: nothing else is due
     assert after_suspend.stop() == 0
 
     fetched = source_fetches(db)

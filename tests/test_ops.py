@@ -232,7 +232,7 @@ def test_cli_export_backup_and_status(filled: Store, site_config: Config, tmp_pa
     assert target.exists() and str(target) in backed_up.stdout
     status = runner.invoke(app, ["status", "--db", db])
     assert status.exit_code == 0, status.output
-    assert "daemon: not running" in status.stdout
+    assert "daemon: not running (never started on this store)" in status.stdout
 
 
 # -- deploy files ---------------------------------------------------------------------------------
