@@ -46,12 +46,14 @@ from monitor.extract_clean import (
     render,
 )
 from monitor.extract_memory import SiteBoilerplate, site_of
-from monitor.extract_meta import detect_language, find_published, read_meta
+from monitor.extract_meta import PageMeta, detect_language, find_published, read_meta
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 SNIFF_CHARS = 65536  # markup must show up this early (pages may open with a long comment)
+MAX_DATE_SEARCH_CHARS = 1024 * 1024  # larger pages get their date from markup or URL only
 MIN_TEXT_CHARS = 250  # below this the fast pass probably missed the article
 MIN_COVERAGE = 0.8  # share of the voted paragraphs a text must hold to count as the article
+MAX_PAGE_LINK_SHARE = 0.7
 MAX_BLOAT = 4.0  # a fast pass this much longer than the voted paragraphs took in chrome
 # Never article text; removing them first makes every later pass cheaper.
 NON_CONTENT_TAGS = (
@@ -206,7 +208,7 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
     if tree is None:
         return _empty("not HTML: the parser found no document")
     meta = read_meta(tree, url)
-    published = find_published(tree, url)
+    published = find_published(tree, url, search_text=len(html) <= MAX_DATE_SEARCH_CHARS)
     etree.strip_elements(tree, *NON_CONTENT_TAGS, with_tail=False)
 
     if selectors:
@@ -215,6 +217,8 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
             tree = selected
     links = link_texts(tree)
     expected = dense_paragraphs(tree)
+    if not expected and _mostly_links(tree):
+        return _no_article(meta, published, "no article found: the page is mostly links")
     text = _body_text(tree, meta.title_variants, links, expected, fast=True)
     if _doubtful(text, expected):
         # The fast pass disagrees with the paragraph vote: on some layouts (an article
@@ -234,6 +238,27 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
         description=meta.description,
         reason=None if text else "no article found",
     )
+
+
+def _no_article(meta: PageMeta, published: datetime | None, reason: str) -> Article:
+    return Article(
+        title=meta.title,
+        text="",
+        published=published,
+        authors=meta.authors,
+        language=meta.declared_language,
+        canonical_url=meta.canonical_url,
+        description=meta.description,
+        reason=reason,
+    )
+
+
+def _mostly_links(tree: HtmlElement) -> bool:
+    """A page whose text is mostly link text is an index or a link farm, not an article;
+    trafilatura's last-resort cascade would return its links as the "article"."""
+    total = len(tree.text_content())
+    linked = sum(len(a.text_content()) for a in tree.iter("a"))
+    return total > 0 and linked > MAX_PAGE_LINK_SHARE * total
 
 
 def _doubtful(text: str, expected: list[str]) -> bool:

@@ -18,6 +18,7 @@ from lxml.etree import _Element
 MAX_BOILERPLATE_CHARS = 220
 LINK_DENSE = 0.6  # share of a short line that, as link text, makes it a teaser
 MIN_TEASER_CHARS = 12
+MAX_LINKS = 1000
 # Headings and list items that repeat a link are usually a table of contents or product
 # names, not teasers: only paragraphs are judged by their links.
 TEASER_KINDS = {"p", "quote"}
@@ -57,24 +58,42 @@ BOILERPLATE_LINE = re.compile(
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
-# Chrome that gives itself away anywhere in a short line: promotions, credits, datelines.
-BOILERPLATE_ANYWHERE = re.compile(
+# Credits and datelines, at the start of a short line.
+CREDIT_OR_DATELINE = re.compile(
+    r"""(?:
+        (?:reporting|additional\ reporting|editing|writing|compiled)\ by\b
+      | (?:write\ to|reach\ the\ reporters?|contributing:|associated\ press\ writers?)\b
+      | (?:first\ |last\ )?(?:updated|published|posted)\b\s*(?:on|at)?\s*:?\s*
+            (?:\w+\.?,?\s+){0,2}\d
+      | (?:(?:mon|tue|wed|thu|fri|sat|sun)\w*\.?,?\s+)?(?:\d{1,2}\s+)?
+            (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?
+            \s+\d{4}\b(?!\s+\w+\s+\w+\s+\w+\s+\w+)
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Promotions anywhere in a short line. Searched only when a cue word is present: an
+# unanchored search of this pattern costs tens of microseconds per line.
+PROMOTION = re.compile(
     r"""(?:
         delivered\ (?:straight\ )?to\ your\ inbox | sign\ up\ for\ (?:our|the)\ [\w\ ]*newsletter
       | subscribe\ to\ (?:our|the)\ [\w\ ]*(?:newsletter|channel)
       | follow\ (?:us|\w+)\ on\ (?:twitter|facebook|instagram)
       | for\ your\ personal,?\ non-commercial\ use | all\ rights\ reserved
       | share\ (?:it|this)\ with\ a\ friend | like\ this\ story\?
-      | ^(?:reporting|additional\ reporting|editing|writing|compiled)\ by\b
-      | ^(?:write\ to|reach\ the\ reporters?|contributing:|associated\ press\ writers?)\b
       | contributed\ (?:to\ )?(?:this\ )?report(?:ing)?\b[^.]*\.?$
-      | ^(?:first\ |last\ )?(?:updated|published|posted)\b\s*(?:on|at)?\s*:?\s*
-            (?:\w+\.?,?\s+){0,2}\d
-      | ^(?:(?:mon|tue|wed|thu|fri|sat|sun)\w*\.?,?\s+)?(?:\d{1,2}\s+)?
-            (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?
-            \s+\d{4}\b(?!\s+\w+\s+\w+\s+\w+\s+\w+)
     )""",
     re.IGNORECASE | re.VERBOSE,
+)
+PROMOTION_CUES = (
+    "inbox",
+    "newsletter",
+    "subscribe",
+    "follow",
+    "non-commercial",
+    "reserved",
+    "friend",
+    "story?",
+    "contributed",
 )
 INLINE_TAGS = {"hi", "ref", "del", "graphic", "span", "b", "i", "em", "strong", "a"}
 RULE_LINE = re.compile(r"^[\W_]*$")  # "___", "* * *": separators, no words
@@ -152,7 +171,8 @@ def _split(element: _Element, kind: str, block: int) -> Iterator[Line]:
 def link_texts(tree: _Element) -> list[str]:
     """Normalized texts of the page's links long enough to be headlines of other pages."""
     found = {normalized("".join(a.itertext())) for a in tree.iter("a")}
-    return sorted((t for t in found if len(t) >= MIN_TEASER_CHARS), key=len, reverse=True)
+    longest = sorted((t for t in found if len(t) >= MIN_TEASER_CHARS), key=len, reverse=True)
+    return longest[:MAX_LINKS]  # bounds the work on link farms; teasers are the long ones
 
 
 def is_teaser(text: str, links: list[str]) -> bool:
@@ -197,9 +217,11 @@ def is_boilerplate(line: Line) -> bool:
         return True
     if len(text) > MAX_BOILERPLATE_CHARS:
         return False
-    return bool(
-        BOILERPLATE_LINE.match(text.lstrip("-–—•*|>[( ")) or BOILERPLATE_ANYWHERE.search(text)
-    )
+    stripped = text.lstrip("-–—•*|>[( ")
+    if BOILERPLATE_LINE.match(stripped) or CREDIT_OR_DATELINE.match(stripped):
+        return True
+    lowered = text.lower()
+    return any(cue in lowered for cue in PROMOTION_CUES) and bool(PROMOTION.search(text))
 
 
 def clean_lines(lines: list[Line], titles: Iterable[str], links: list[str]) -> list[Line]:
@@ -304,12 +326,18 @@ def coverage(text: str, paragraphs: list[str]) -> float:
     total = sum(len(p) for p in paragraphs)
     if not total:
         return 1.0
+    if len(paragraphs) > MAX_SAMPLED_PARAGRAPHS:  # an estimate: keep it linear on huge pages
+        step = len(paragraphs) / MAX_SAMPLED_PARAGRAPHS
+        paragraphs = [paragraphs[int(i * step)] for i in range(MAX_SAMPLED_PARAGRAPHS)]
+        total = sum(len(p) for p in paragraphs)
     haystack = normalized(text)
     found = sum(len(p) for p in paragraphs if normalized(p[:80]) in haystack)
     return found / total
 
 
 MIN_MISSING_PARAGRAPHS = 2
+MAX_COMPARISONS = 200_000  # paragraphs x lines; past it (huge pages) nothing is put back
+MAX_SAMPLED_PARAGRAPHS = 200
 MIN_MISSING_SHARE = 0.3
 
 
@@ -322,7 +350,7 @@ def add_missing_paragraphs(lines: list[Line], expected: list[str]) -> list[Line]
     after the line holding the last paragraph found. Paragraphs it left out in the middle
     were left out on purpose (captions, embeds) and stay out.
     """
-    if not expected or not lines:
+    if not expected or not lines or len(expected) * len(lines) > MAX_COMPARISONS:
         return lines
     line_texts = [normalized(line.text) for line in lines]
     last_found, last_line = -1, -1

@@ -119,16 +119,19 @@ def _declared_language(tree: HtmlElement) -> str | None:
     return None
 
 
-def find_published(tree: HtmlElement, url: str | None) -> datetime | None:
-    """Publication date from JSON-LD, meta tags, visible text or, last, the URL.
+def find_published(
+    tree: HtmlElement, url: str | None, *, search_text: bool = True
+) -> datetime | None:
+    """Publication date from JSON-LD, meta tags or the URL, else from visible text.
 
-    htmldate looks in that order and prefers the original date over "updated".
-    A date given without a time zone is taken as UTC so that every value compares.
+    htmldate prefers the original date over "updated". A date given without a time zone
+    is taken as UTC so that every value compares. ``search_text=False`` skips the search of
+    visible text, whose regular expressions run over the whole page (seconds on a huge one).
     """
     found = None
     # Markup and URL first: cheap and exact. Only then the slower search of visible text,
     # on a copy without link targets: a date in the URL of a linked story is that story's.
-    for extensive in (False, True):
+    for extensive in (False, True) if search_text else (False,):
         searched = tree
         if extensive:
             searched = copy.deepcopy(tree)

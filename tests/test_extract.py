@@ -180,6 +180,14 @@ def test_language_follows_the_text_not_the_declaration() -> None:
         (b'{"title": "json, not a page"}', "not HTML"),
         (b"<html><body>" + b"<p>filler text for a huge page</p>" * 330_000, "page too large"),
         (b"<html><body><nav><a href='/'>Home</a></nav></body></html>", "no article found"),
+        (
+            b"<html><body><div>"
+            + b"".join(
+                b"<a href='/%d'>Story number %d about patents</a> " % (n, n) for n in range(300)
+            )
+            + b"</div></body></html>",
+            "no article found",
+        ),
     ],
 )
 def test_bad_input_gives_empty_text_and_a_reason(html: bytes | str, reason: str) -> None:
