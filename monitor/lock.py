@@ -22,7 +22,7 @@ from types import TracebackType
 from filelock import FileLock, Timeout
 
 from monitor.clock import now_iso
-from monitor.errors import LockHeldError
+from monitor.errors import LockHeldError, StoreError
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class StoreLock:
         self.holder: LockHolder | None = None
 
     def acquire(self) -> LockHolder:
-        self.database.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.database.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire(timeout=0)
         except Timeout:
             held_by = _read_holder(self.database)
@@ -83,6 +83,11 @@ class StoreLock:
                 f"another ipr-monitor daemon holds the store {self.database}: "
                 f"{held_by.describe()} (lock {lock_path(self.database)}); "
                 "stop it first, or use a different --db"
+            ) from None
+        except OSError as exc:  # after Timeout, which is an OSError too
+            raise StoreError(
+                f"cannot create the lock {lock_path(self.database)}: {exc.strerror or exc}; "
+                "the daemon needs write access to the store's directory"
             ) from None
         self.holder = LockHolder(os.getpid(), socket.gethostname(), now_iso(), self.command)
         tmp = holder_path(self.database).with_suffix(".json.tmp")
