@@ -409,8 +409,12 @@ class _Parser:
     def near(self) -> Node:
         start = self.peek()
         left = self.primary()
+        chained = 0
         while (tok := self.peek()) is not None and tok.kind == "near":
             self.index += 1
+            chained += 1  # a chain nests to the left: bound it like parentheses
+            if chained > MAX_DEPTH:
+                raise self.error(f"more than {MAX_DEPTH} NEARs in a row", tok.pos)
             distance = self.near_distance(tok)
             right_tok = self.peek()
             right = self.primary()
