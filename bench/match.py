@@ -178,9 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     naive: dict[str, float] = {}
     for size in sizes:
         commitments = generate(real, aliases, size)
-        start = time.perf_counter()
+        start = time.process_time()
         matcher = compile_matcher(commitments, aliases)
-        compile_s = time.perf_counter() - start
+        compile_s = time.process_time() - start
         hits, candidates = check_same(matcher, articles)
         fast[str(size)] = best_ms_per_article(matcher.match, articles, args.repeat)
         naive[str(size)] = best_ms_per_article(

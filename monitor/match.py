@@ -23,6 +23,7 @@ against and the baseline ``bench/match.py`` measures.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -30,6 +31,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import ahocorasick
@@ -63,7 +65,6 @@ __all__ = [
 
 MAX_EVIDENCE = 5
 MAX_CLAUSES = 6  # required-term clauses checked per candidate: the most selective ones
-_SEP_PATTERN = re.compile(SEP)
 
 # ---------------------------------------------------------------------------- results
 
@@ -228,14 +229,15 @@ class _Doc:
 
     __slots__ = (
         "_index",
+        "_token_by_char",
         "_vocab",
         "fields",
         "joined",
         "n_tokens",
-        "sent_chars",
         "sent_te",
         "sent_ts",
         "sentences",
+        "spans",
         "title_end",
         "tokens",
     )
@@ -271,18 +273,22 @@ class _Doc:
         self.tokens = tokens
         self.n_tokens = len(tokens)
         self.joined = " " + " ".join(tokens) + " "
-        self.sent_chars = [1] + [m.start() + 2 for m in _SEP_PATTERN.finditer(self.joined)]
+        self._token_by_char: dict[int, int] | None = None
         self._index: dict[str, list[int]] | None = None
         self._vocab: list[str] | None = None
+        self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
 
     def sentence_of(self, token: int) -> int:
         return bisect_right(self.sent_ts, token) - 1
 
-    def token_at_char(self, char: int) -> int:
-        """The index of the token starting at ``char`` of ``joined``."""
-        sentence = bisect_right(self.sent_chars, char) - 1
-        first = self.sent_chars[sentence]
-        return self.sent_ts[sentence] + self.joined.count(" ", first, char)
+    @property
+    def token_by_char(self) -> dict[int, int]:
+        """Token index by the offset in ``joined`` where the token starts."""
+        if self._token_by_char is None:
+            lengths_plus_space = map((1).__add__, map(len, self.tokens))
+            starts = accumulate(lengths_plus_space, initial=1)
+            self._token_by_char = dict(zip(starts, range(self.n_tokens), strict=False))
+        return self._token_by_char
 
     def sentence_text(self, sentence: int) -> tuple[str, str]:
         field, start, end = self.sentences[sentence]
@@ -320,12 +326,13 @@ _Positions = list[tuple[int, int]]  # (first token, one past the last), token in
 class _Ctx:
     """Where each term occurs in one document; subclasses differ in how they find out."""
 
-    __slots__ = ("_cache", "_masks", "doc")
+    __slots__ = ("_cache", "_clause_masks", "_masks", "doc")
 
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
         self._cache: dict[int, list[int]] = {}
         self._masks: dict[int, int] = {}
+        self._clause_masks: dict[tuple[int, ...], int] = {}
 
     def starts(self, leaf_id: int) -> list[int]:
         """Sorted token indices where the term starts."""
@@ -340,6 +347,16 @@ class _Ctx:
             for start in self.starts(leaf_id):
                 mask |= 1 << sentence_of(start)
             self._masks[leaf_id] = mask
+        return mask
+
+    def clause_mask(self, clause: tuple[int, ...]) -> int:
+        """The sentences holding any term of ``clause`` (many queries share alias clauses)."""
+        mask = self._clause_masks.get(clause)
+        if mask is None:
+            mask = 0
+            for leaf_id in clause:
+                mask |= self.sentence_mask(leaf_id)
+            self._clause_masks[clause] = mask
         return mask
 
 
@@ -366,8 +383,8 @@ class _PresearchCtx(_Ctx):
             result: list[int] = []
         else:
             offset = 2 - self.key_lengths[leaf_id]  # key = " tok ...": skip its leading space
-            token_at = self.doc.token_at_char
-            result = [token_at(end + offset) for end in ends]
+            token_by_char = self.doc.token_by_char
+            result = [token_by_char[end + offset] for end in ends]
         self._cache[leaf_id] = result
         return result
 
@@ -671,10 +688,7 @@ class _Compiler:
                 return []
             mask = (1 << len(doc.sentences)) - 1
             for clause in clauses:
-                either = 0
-                for leaf_id in clause:
-                    either |= ctx.sentence_mask(leaf_id)
-                mask &= either
+                mask &= ctx.clause_mask(clause)
                 if not mask:
                     return []
             if lo > 0 or hi < doc.n_tokens:
@@ -751,7 +765,9 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
 
 def _evidence(doc: _Doc, sentence: int, marks: Iterable[tuple[int, int]]) -> Evidence:
     field, text = doc.sentence_text(sentence)
-    spans = token_spans(text)
+    spans = doc.spans.get(sentence)
+    if spans is None:  # several commitments often cite the same sentence
+        spans = doc.spans[sentence] = token_spans(text)
     first = doc.sent_ts[sentence]
     merged: list[tuple[int, int]] = []
     for start, end in sorted(marks):
@@ -951,6 +967,16 @@ def compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> M
     ``.min_score``. Every alias is parsed too, used or not, so a broken alias is reported
     at load time. Raises QuerySyntaxError for the first query or alias that does not parse.
     """
+    collecting = gc.isenabled()
+    gc.disable()  # compiling allocates many small objects that live on; cycles GC halves speed
+    try:
+        return _compile_matcher(commitments, aliases)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> Matcher:
     alias_cache: dict[str, tuple[Node, frozenset[str]]] = {}
     for name in aliases:
         parse_query(f"@{name}", aliases, alias_cache=alias_cache)
