@@ -100,11 +100,19 @@ def once(
     no_digest: Annotated[bool, typer.Option("--no-digest", help="Skip digests.")] = False,
 ) -> None:
     """Run one cycle now: fetch due sources, store, match, then send due digests."""
+    from monitor.lock import StoreLock
+
+    config = _load(config_dir, db)
+    # A running daemon owns the store; a second writer would fetch the same sources twice.
+    with StoreLock(config.database_path, command="monitor once"):
+        _run_once(config, all_sources=all_sources, no_digest=no_digest)
+
+
+def _run_once(config: Config, *, all_sources: bool, no_digest: bool) -> None:
     from rich.progress import Progress
 
     from monitor.pipeline import Pipeline
 
-    config = _load(config_dir, db)
     store = _open(config)
     pipeline = Pipeline(config, store)
     with Progress(console=console, transient=True) as progress:
