@@ -34,6 +34,14 @@ _SENTENCE_END = re.compile(r"[.!?…:;\"”’»)\]。！？」』）]\s*$")
 _NAV_SEPARATOR = re.compile(r"\s[|>»·•/]\s|\S\s{2,}\S")
 # "Related:", "Share this article:", "Tags:": a short label ending in a colon.
 _LABEL = re.compile(r"^\s*([\w'’]+(?:\s+[\w'’]+){0,2})\s*:\s")
+# Consent and legal boilerplate, recognisable by wording rather than shape. ("copyright"
+# alone is not enough: it is a subject of the news this product watches.)
+_BOILERPLATE = re.compile(
+    r"\bcookies?\b.{0,120}\b(?:agree|accept|consent|settings|polic(?:y|ies))\b"
+    r"|\b(?:agree|accept|consent)\b.{0,120}\bcookies?\b"
+    r"|\ball rights reserved\b|©",
+    re.IGNORECASE,
+)
 # Wire datelines in front of a lead: "GENEVA, March 3 (Reuters) - ", "BEIJING (Xinhua) -- ".
 _DATELINE = re.compile(
     r"^[A-ZÀ-Þ][A-ZÀ-Þ.'’ ]{2,40}?(?:,\s*[^—–()\n]{1,30}?)?\s*(?:\([^()\n]{1,40}\))?"
@@ -85,7 +93,8 @@ def body_lines(text: str) -> list[str]:
 
     A line is chrome when it repeats an earlier line, is the truncated start of a line
     that follows (a lead repeated as a heading), is a navigation bar, shares a
-    ``Label:`` with another line (``Related:`` lists), or is too short to be prose.
+    ``Label:`` with another line (``Related:`` lists), is a cookie or rights notice, or
+    is too short to be prose.
     A dateline is removed from the first body line, so a wire copy and the original
     start with the same words. When nothing survives (a two-line article), all lines
     are kept: a short body is still better evidence than none.
@@ -115,6 +124,8 @@ def body_lines(text: str) -> list[str]:
             continue
         label = _LABEL.match(line) if ":" in line[:40] else None
         if label and labels.get(label.group(1).casefold(), 0) >= 2 and count <= 40:
+            continue
+        if count <= 60 and _BOILERPLATE.search(line):
             continue
         kept.append(line)
     if not kept:

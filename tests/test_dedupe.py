@@ -178,6 +178,7 @@ def test_body_lines_drop_chrome_and_the_dateline_but_keep_prose() -> None:
     assert "Daily Herald | Home" not in text  # navigation bar
     assert "Share this article" not in text  # share bar
     assert "Related:" not in text  # related list
+    assert "cookies" not in text and "rights reserved" not in text  # notices
     assert lines[0].startswith("China and the European Union agreed")  # truncated lead gone
     assert len(lines) == 5
     original = body_lines(page("01").text)
