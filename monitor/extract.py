@@ -71,6 +71,16 @@ NON_CONTENT_TAGS = (
     "textarea",
     "template",
     "head",
+    "img",
+    "picture",
+    "source",
+    "video",
+    "audio",
+    "canvas",
+    "object",
+    "embed",
+    "map",
+    "figcaption",
 )
 
 

@@ -170,7 +170,8 @@ def _split(element: _Element, kind: str, block: int) -> Iterator[Line]:
 
 def link_texts(tree: _Element) -> list[str]:
     """Normalized texts of the page's links long enough to be headlines of other pages."""
-    found = {normalized("".join(a.itertext())) for a in tree.iter("a")}
+    raw = {text for a in tree.iter("a") if len(text := "".join(a.itertext())) >= MIN_TEASER_CHARS}
+    found = {normalized(text) for text in raw}
     longest = sorted((t for t in found if len(t) >= MIN_TEASER_CHARS), key=len, reverse=True)
     return longest[:MAX_LINKS]  # bounds the work on link farms; teasers are the long ones
 

@@ -7,10 +7,11 @@ itself. We call only the parts the pipeline uses, on the tree we already parsed.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,8 @@ import py3langid
 import py3langid.langid
 from lxml import etree
 from lxml.html import HtmlElement
-from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
+from trafilatura.json_metadata import normalize_authors
+from trafilatura.metadata import examine_meta, extract_title
 from trafilatura.settings import Document
 
 TITLE_SEPARATORS = re.compile(r"\s+[–•·—|⁄*~‹«<›»>:-]\s+")
@@ -44,17 +46,95 @@ class PageMeta:
 def read_meta(tree: HtmlElement, url: str | None) -> PageMeta:
     """Read head metadata (OpenGraph, meta names, JSON-LD) before the tree is pruned."""
     doc: Document = examine_meta(tree)
-    with contextlib.suppress(Exception):  # its JSON-LD walker trips on odd schemas
-        doc = extract_meta_json(tree, doc)
-    title = _clean(doc.title) or _clean(extract_title(tree)) or ""
+    ld_authors, ld_headline, ld_description = _json_ld_article(tree)
+    title = _clean(doc.title) or _clean(ld_headline) or _clean(extract_title(tree)) or ""
     return PageMeta(
         title=title,
         title_variants=_title_variants(tree, title),
-        authors=_split_authors(doc.author),
+        authors=ld_authors or _split_authors(doc.author),
         canonical_url=_canonical_url(tree, url),
-        description=_clean(doc.description),
+        description=_clean(doc.description) or _clean(ld_description),
         declared_language=_declared_language(tree),
     )
+
+
+ARTICLE_TYPES = {
+    "article",
+    "newsarticle",
+    "reportagenewsarticle",
+    "analysisnewsarticle",
+    "opinionnewsarticle",
+    "backgroundnewsarticle",
+    "blogposting",
+    "report",
+    "scholarlyarticle",
+}
+
+
+def _json_ld_article(tree: HtmlElement) -> tuple[list[str], str | None, str | None]:
+    """Authors, headline and description of the page's schema.org Article in JSON-LD.
+
+    Parsed with :mod:`json` directly: trafilatura's walker unescapes the whole script
+    character by character in Python, and pages embed the full article body there.
+    Persons are preferred to organisations ("BBC News") as authors.
+    """
+    article, authored = None, None
+    by_id: dict[str, dict[str, Any]] = {}
+    for script in tree.iterfind(".//script[@type='application/ld+json']"):
+        try:
+            data = json.loads(script.text or "", strict=False)
+        except ValueError:
+            continue
+        for node in _ld_nodes(data):
+            if isinstance(node.get("@id"), str):
+                by_id.setdefault(node["@id"], node)
+            kinds = node.get("@type")
+            kinds = kinds if isinstance(kinds, list) else [kinds]
+            if article is None and any(str(kind).lower() in ARTICLE_TYPES for kind in kinds):
+                article = node
+            if authored is None and node.get("author"):
+                authored = node
+    if article is None and authored is None:
+        return [], None, None
+    source = article if article is not None else authored
+    headline, description = source.get("headline"), source.get("description")
+    author = (article if article and article.get("author") else authored or {}).get("author")
+    return (
+        _ld_names(author, by_id),
+        headline if isinstance(headline, str) else None,
+        description if isinstance(description, str) else None,
+    )
+
+
+def _ld_nodes(data: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a JSON-LD document, through lists and @graph."""
+    if isinstance(data, list):
+        for item in data:
+            yield from _ld_nodes(item)
+    elif isinstance(data, dict):
+        yield data
+        graph = data.get("@graph")
+        if graph is not None:
+            yield from _ld_nodes(graph)
+
+
+def _ld_names(author: Any, by_id: dict[str, dict[str, Any]]) -> list[str]:
+    """Names of JSON-LD authors, persons first, cleaned by trafilatura's name rules.
+
+    WordPress (Yoast) and others give the author as a reference, {"@id": ...}, to a Person
+    node elsewhere in the graph.
+    """
+    people, others = [], []
+    for item in author if isinstance(author, list) else [author]:
+        if isinstance(item, dict) and "name" not in item and item.get("@id") in by_id:
+            item = by_id[item["@id"]]
+        name = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(name, str):
+            continue
+        kind = str(item.get("@type", "")).lower() if isinstance(item, dict) else ""
+        (others if kind == "organization" else people).append(name)
+    names = _split_authors("; ".join(people)) or _split_authors("; ".join(others))
+    return names
 
 
 def _clean(value: str | None) -> str | None:
@@ -82,14 +162,11 @@ def _title_variants(tree: HtmlElement, title: str) -> tuple[str, ...]:
 
 
 def _split_authors(value: str | None) -> list[str]:
+    """Separate names, without "By", roles, e-mail addresses or profile URLs."""
     if not value:
         return []
-    seen: dict[str, None] = {}
-    for name in re.split(r";|\band\b|,(?=\s*\w+\s+\w+)", value):
-        name = " ".join(name.split()).strip(" ,")
-        if name and not name.startswith("http"):
-            seen.setdefault(name)
-    return list(seen)
+    normalized = normalize_authors(None, value) or ""
+    return list(dict.fromkeys(name for name in normalized.split("; ") if name))
 
 
 def _canonical_url(tree: HtmlElement, url: str | None) -> str | None:
