@@ -9,6 +9,12 @@ Message-ID, bodies and recipients fixed. ``deliver_pending`` takes it from there
                    └── crash: left in sending; once its lease runs out the next run
                        resends the unfinished recipients with the same Message-ID
 
+Several deliverers may run at once (the daemon's digest and delivery jobs, a manual
+``monitor digest``). A claim sets ``sending`` with a lease in ``next_attempt_at`` and
+bumps ``attempts``, which doubles as a fencing token: the lease is renewed before each
+recipient only while ``attempts`` is still ours, so a deliverer stalled past its lease
+stops instead of sending again what the one that took over has sent.
+
 Each recipient has its own row and its own SMTP transaction, so a 550 for one address
 fails only that address, and a crash resends only to those not yet recorded as sent.
 The message bytes are rebuilt from the stored row (boundary derived from the
@@ -29,8 +35,9 @@ import re
 import smtplib
 import sqlite3
 import ssl
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
@@ -196,12 +203,46 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(RETRY_BASE * 2 ** max(attempts - 1, 0), RETRY_MAX))
 
 
+class _LeaseLost(Exception):
+    """Our lease on a digest ran out and another deliverer took it over: stop touching it."""
+
+
+@dataclass
+class _Claim:
+    """A deliverer's hold on one digest. ``token`` is the digest's ``attempts`` after our
+    claim; a takeover bumps it, so a stale deliverer notices before it sends again."""
+
+    digest_id: int
+    token: int
+    moment: datetime
+    lease: timedelta
+    started: float = field(default_factory=time.monotonic)
+
+    def renew(self, conn: sqlite3.Connection) -> None:
+        """Extend the lease before each send; raise _LeaseLost if it is no longer ours."""
+        elapsed = timedelta(seconds=time.monotonic() - self.started)
+        renewed = conn.execute(
+            "UPDATE digests SET next_attempt_at = ?"
+            " WHERE id = ? AND state = 'sending' AND attempts = ?",
+            (clock.iso(self.moment + elapsed + self.lease), self.digest_id, self.token),
+        ).rowcount
+        if not renewed:
+            raise _LeaseLost(f"digest {self.digest_id} was taken over by another deliverer")
+
+
 def _set_recipients(
-    store: Store, digest_id: int, recipients: Iterable[str], state: str, **extra: Any
+    store: Store,
+    digest_id: int,
+    recipients: Iterable[str],
+    state: str,
+    claim: _Claim | None = None,
+    **extra: Any,
 ) -> None:
     assignments = "".join(f", {key} = ?" for key in extra)
     bump = ", attempts = attempts + 1" if state == "sending" else ""
     with store.transaction() as conn:
+        if claim is not None:
+            claim.renew(conn)
         conn.executemany(
             f"UPDATE digest_recipients SET state = ?{bump}{assignments}"
             " WHERE digest_id = ? AND recipient = ?",
@@ -295,8 +336,10 @@ def _deliver_one(
             "     AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))",
             (clock.iso(moment + _lease(config, recipients)), digest_id, stamp),
         ).rowcount
+        token = conn.execute("SELECT attempts FROM digests WHERE id = ?", (digest_id,)).fetchone()
     if not claimed:
         return None  # another deliverer took it between our SELECT and our claim
+    claim = _Claim(digest_id, int(token[0]), moment, _lease(config, 1))
     crash_point("digest-claimed")
     row = store.query("SELECT * FROM digests WHERE id = ?", (digest_id,))[0]
     everyone = [
@@ -315,21 +358,26 @@ def _deliver_one(
         )
     ]
     message = compose_message(row, everyone, config)
-    if config.smtp.host:
-        sent = _send_smtp(store, config, digest_id, message, todo, stamp)
-    else:
-        sent = _write_outbox(store, config, digest_id, row, message, todo, stamp)
-    return _finalise(store, row, moment, sent)
+    try:
+        if config.smtp.host:
+            sent = _send_smtp(store, config, claim, message, todo, stamp)
+        else:
+            sent = _write_outbox(store, config, claim, row, message, todo, stamp)
+        return _finalise(store, row, claim, sent)
+    except _LeaseLost as lost:
+        log.warning("%s; leaving it to them", lost)
+        return None
 
 
 def _send_smtp(
     store: Store,
     config: Config,
-    digest_id: int,
+    claim: _Claim,
     message: EmailMessage,
     todo: Sequence[str],
     stamp: str | None,
 ) -> int:
+    digest_id = claim.digest_id
     data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     envelope_from = parseaddr(config.smtp.sender)[1] or "monitor@localhost"
     client: smtplib.SMTP | None = None
@@ -340,7 +388,7 @@ def _send_smtp(
             if lost is not None:
                 _set_recipients(store, digest_id, [recipient], "deferred", last_error=lost)
                 continue
-            _set_recipients(store, digest_id, [recipient], "sending")
+            _set_recipients(store, digest_id, [recipient], "sending", claim)
             crash_point("recipient-claimed")
             try:
                 if client is None:
@@ -376,7 +424,7 @@ def outbox_file(config: Config, row: sqlite3.Row) -> Path:
 def _write_outbox(
     store: Store,
     config: Config,
-    digest_id: int,
+    claim: _Claim,
     row: sqlite3.Row,
     message: EmailMessage,
     todo: Sequence[str],
@@ -384,7 +432,8 @@ def _write_outbox(
 ) -> int:
     if not todo:
         return 0
-    _set_recipients(store, digest_id, todo, "sending")
+    digest_id = claim.digest_id
+    _set_recipients(store, digest_id, todo, "sending", claim)
     crash_point("recipient-claimed")
     target = outbox_file(config, row)
     try:
@@ -406,8 +455,8 @@ def _write_outbox(
     return len(todo)
 
 
-def _finalise(store: Store, row: sqlite3.Row, moment: datetime, sent: int) -> DeliveryResult:
-    digest_id = row["id"]
+def _finalise(store: Store, row: sqlite3.Row, claim: _Claim, sent: int) -> DeliveryResult:
+    digest_id, moment = row["id"], claim.moment
     recipients = store.query(
         "SELECT recipient, state, last_error FROM digest_recipients WHERE digest_id = ?"
         " ORDER BY recipient",
@@ -420,7 +469,7 @@ def _finalise(store: Store, row: sqlite3.Row, moment: datetime, sent: int) -> De
         if r["state"] in ("deferred", "failed", "pending", "sending") and r["last_error"]
     ]
     error = "; ".join(problems) or None
-    attempts = int(store.scalar("SELECT attempts FROM digests WHERE id = ?", (digest_id,)) or 1)
+    attempts = claim.token
     next_attempt: str | None = None
     if states & {"pending", "deferred", "sending"}:
         state = "deferred"
@@ -430,11 +479,14 @@ def _finalise(store: Store, row: sqlite3.Row, moment: datetime, sent: int) -> De
     else:
         state = "failed"
     with store.transaction() as conn:
-        conn.execute(
+        finished = conn.execute(
             "UPDATE digests SET state = ?, last_error = ?, next_attempt_at = ?,"
-            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-            (state, error, next_attempt, state, clock.iso(moment), digest_id),
-        )
+            " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
+            " WHERE id = ? AND attempts = ?",
+            (state, error, next_attempt, state, clock.iso(moment), digest_id, claim.token),
+        ).rowcount
+    if not finished:
+        raise _LeaseLost(f"digest {digest_id} was taken over by another deliverer")
     crash_point("digest-finalised")
     return DeliveryResult(
         digest_id=digest_id,

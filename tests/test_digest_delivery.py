@@ -339,3 +339,42 @@ def test_a_digest_that_breaks_delivery_does_not_hold_up_the_others(
     monkeypatch.setattr(deliver, "compose_message", real)
     later = deliver_pending(store, config, now=clock_now + timedelta(minutes=2))
     assert [(r.digest_id, r.state) for r in later] == [(first, "sent")]
+
+
+def test_a_stalled_deliverer_whose_lease_ran_out_stops_before_sending_again(
+    tmp_path: Path,
+    store: Store,
+    config: Config,
+    sink: SmtpSink,
+    clock_now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hangs on a slow server past its lease; B takes the digest over and sends it.
+    When A wakes up it must notice (the claim token moved on) and not send to ben again."""
+    import smtplib
+
+    build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    real_sendmail = smtplib.SMTP.sendmail
+    took_over: list[list[str]] = []
+
+    def stalling_sendmail(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_sendmail(self, *args, **kwargs)
+        if not took_over:  # A's first send "takes an hour": B runs meanwhile
+            took_over.append([])
+            other = Store.open(tmp_path / "monitor.db")
+            try:
+                late = clock_now + timedelta(hours=1)
+                took_over[0] = [r.state for r in deliver_pending(other, config, now=late)]
+            finally:
+                other.close()
+        return result
+
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", stalling_sendmail)
+    results_of_a = deliver_pending(store, config, now=clock_now)
+
+    assert took_over == [["sent"]] and results_of_a == []
+    assert store.scalar("SELECT state FROM digests") == "sent"
+    # ana got A's copy and B's resend (A was mid-send: unavoidable, same Message-ID);
+    # ben got B's copy only, because A checked its claim before sending to him
+    assert len(sink.received_by("ana@example.org")) == 2
+    assert len(sink.received_by("ben@example.net")) == 1
