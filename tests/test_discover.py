@@ -12,12 +12,14 @@ import pytest
 
 from monitor.config import FetchConfig, Selectors, SourceConfig
 from monitor.discover import (
+    MAX_FEED_ITEMS,
     FoundSource,
     Item,
     discover,
     discover_all,
     feed_links,
     find_source,
+    html_to_text,
     parse_date,
 )
 from monitor.errors import PermanentFetchError
@@ -283,3 +285,35 @@ def test_find_source_gives_advice_when_there_is_none(host: SiteHost) -> None:
         find(host, "feeds/articles/one.html")
     probes = [p for _m, p, _h in host.requests if p.startswith(("/feed", "/rss", "/atom"))]
     assert "/feeds/articles/feed.xml" in probes and "/feed.xml" in probes
+
+
+def test_a_runaway_feed_is_read_up_to_the_item_limit() -> None:
+    """20,000 items would hold feedparser for half a minute; the newest 1,000 are read."""
+    entries = "".join(
+        f"<item><title>Story {n}</title><link>https://news.example.org/{n}</link></item>"
+        for n in range(MAX_FEED_ITEMS + 500)
+    )
+    document = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{entries}'
+    document += "</channel></rss>"
+    response = Response(
+        url="https://news.example.org/feed",
+        final_url="https://news.example.org/feed",
+        status=200,
+        headers={"content-type": "application/rss+xml"},
+        content=document.encode(),
+        text=document,
+        etag=None,
+        last_modified=None,
+        not_modified=False,
+        elapsed_ms=0,
+    )
+    items = discover(SourceConfig(name="big", url="https://news.example.org/feed"), response)
+    assert len(items) == MAX_FEED_ITEMS
+    assert items[0].url == "https://news.example.org/0"
+    assert items[-1].url == f"https://news.example.org/{MAX_FEED_ITEMS - 1}"
+
+
+def test_feed_titles_and_summaries_are_plain_text() -> None:
+    assert html_to_text("<p>One <b>two</b></p><p>three</p><script>x()</script>") == "One two three"
+    assert html_to_text("AT&amp;T &lt;patents&gt;") == "AT&T <patents>"
+    assert html_to_text("   ") is None
