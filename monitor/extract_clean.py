@@ -38,7 +38,7 @@ BOILERPLATE_LINE = re.compile(
       | (?:follow|like|join)\ (?:us|me|@|\w+\ on\ (?:twitter|facebook|instagram|linkedin|youtube))
       | sign\ up\b | subscribe\b | get\ (?:the|our)\ (?:\w+\ )?newsletter
       | (?:click|tap)\ here\b
-      | (?:copyright|©|\(c\)\s*\d{4}|all\ rights\ reserved)
+      | (?:copyright|©|\(c\)\s*\d{4})
       | (?:advertisement|sponsored|ad\ feedback|skip\ (?:to|ad))\b
       | (?:comments?|\d+\ comments?|leave\ a\ (?:comment|reply)|add\ a\ comment|show\ comments?)\s*$
       | (?:by\ continuing|we\ use\ cookies|this\ (?:web)?site\ uses\ cookies
@@ -53,8 +53,6 @@ BOILERPLATE_LINE = re.compile(
       | order\ reprints | print\ article
       | (?:分享到|分享|扫一扫|责任编辑|编辑\s*[:：]|来源\s*[:：]|打印|关闭窗口|上一篇|下一篇
          |相关(?:阅读|新闻|文章|链接|推荐)|版权所有|【\s*(?:打印|关闭|字体|纠错))
-      | (?:updated|published|posted|last\ (?:updated|modified))
-            \s*(?:on|at)?\s*:?\s*(?:\w+\.?,?\s+)?\d
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -63,7 +61,7 @@ CREDIT_OR_DATELINE = re.compile(
     r"""(?:
         (?:reporting|additional\ reporting|editing|writing|compiled)\ by\b
       | (?:write\ to|reach\ the\ reporters?|contributing:|associated\ press\ writers?)\b
-      | (?:first\ |last\ )?(?:updated|published|posted)\b\s*(?:on|at)?\s*:?\s*
+      | (?:first\ |last\ )?(?:updated|published|posted|modified)\b\s*(?:on|at)?\s*:?\s*
             (?:\w+\.?,?\s+){0,2}\d
       | (?:(?:mon|tue|wed|thu|fri|sat|sun)\w*\.?,?\s+)?(?:\d{1,2}\s+)?
             (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?
@@ -135,9 +133,15 @@ def body_lines(body: _Element) -> list[Line]:
     return lines
 
 
+# Read on their own by body_lines (list.iter("item"), table.iter("row")), so skipped when
+# met nested inside an item or a row.
+ITERATED_APART = {"item": {"list"}, "row": {"table"}}
+
+
 def _split(element: _Element, kind: str, block: int) -> Iterator[Line]:
     """Text of one element cut at <lb/>; nested lists are read as their own items."""
     parts: list[str] = []
+    skipped = ITERATED_APART.get(kind, set())
 
     def walk(node: _Element) -> Iterator[Line]:
         nonlocal parts
@@ -146,7 +150,7 @@ def _split(element: _Element, kind: str, block: int) -> Iterator[Line]:
         for child in node:
             if child.tag == "lb":
                 yield from flush()
-            elif child.tag in ("list", "item", "row"):
+            elif child.tag in skipped:
                 pass
             elif child.tag in INLINE_TAGS:
                 yield from walk(child)
