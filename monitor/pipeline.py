@@ -28,7 +28,7 @@ from monitor.clock import iso, now, now_iso
 from monitor.config import Config, SourceConfig
 from monitor.dedupe import Deduper, canonical_url, content_hash
 from monitor.discover import Item, discover
-from monitor.errors import FetchError, RobotsDisallowedError
+from monitor.errors import FetchError, PermanentFetchError, RobotsDisallowedError
 from monitor.extract import Article, extract
 from monitor.fetch import Fetcher, Response, next_attempt_delay
 from monitor.match import Hit, Matcher, compile_matcher
@@ -143,6 +143,13 @@ class Pipeline:
                         outcome="error",
                         error=f"could not write to the store ({exc}); retried next cycle",
                     )
+                except Exception as exc:  # a bug costs one source its run, never the cycle
+                    log.exception("%s: failed", source.name)
+                    result = SourceReport(
+                        source.name,
+                        outcome="error",
+                        error=f"internal error ({type(exc).__name__}); see the log",
+                    )
                 if on_source_done:
                     on_source_done(source.name)
                 return result
@@ -164,11 +171,7 @@ class Pipeline:
                 last_modified=last_modified,
                 respect_robots=source.respect_robots,
             )
-            # In a worker thread: a hostile feed of tens of thousands of items takes seconds
-            # to parse, and the other sources' requests must not stall meanwhile.
-            items = (
-                [] if response.not_modified else await asyncio.to_thread(discover, source, response)
-            )
+            items = [] if response.not_modified else await self._discover(source, response)
         except FetchError as exc:
             self._source_failed(source, source_id, exc, started, report)
             return report
@@ -188,6 +191,20 @@ class Pipeline:
         )
         self._source_succeeded(source, source_id, response, started, report)
         return report
+
+    async def _discover(self, source: SourceConfig, response: Response) -> list[Item]:
+        """discover() in a worker thread: a hostile feed of tens of thousands of items takes
+        seconds to parse, and the other sources' requests must not stall meanwhile. A parser
+        that chokes on hostile bytes fails this source (recorded, backed off), not the cycle.
+        """
+        try:
+            return await asyncio.to_thread(discover, source, response)
+        except FetchError:
+            raise
+        except Exception as exc:
+            log.warning("%s: parser failed on the listing", source.name, exc_info=True)
+            what = {"feed": "feed", "sitemap": "sitemap"}.get(source.kind, "listing page")
+            raise PermanentFetchError(f"malformed {what}: the parser could not read it") from exc
 
     async def _ingest_items(
         self,

@@ -436,6 +436,7 @@ SOURCE_FAULTS = [
         r"^not a feed: the URL returns an HTML page$",
     ),
     Fault("empty 200 body", at_feed(body=b""), r"^malformed feed: "),
+    Fault("bytes the feed parser chokes on", feed_file("parser-crash.xml"), r"^malformed feed: "),
     # robots.txt
     Fault(
         "robots.txt 5xx",
