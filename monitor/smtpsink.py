@@ -12,6 +12,7 @@ through smtplib and aiosmtpd exactly as it would to a mail server::
 Faults are queued per SMTP stage and used up in order, the way a flaky server
 would misbehave::
 
+    sink.fail("connect", "421 4.3.2 Too busy")          # next greeting refuses, then closes
     sink.fail("rcpt", "451 4.3.0 Try again later")     # next RCPT TO is deferred
     sink.fail("data", "550 5.7.1 Rejected", times=2)   # next two messages refused
     sink.fail("data", DROP)        # close the connection after DATA, before replying
@@ -34,7 +35,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 #: Fault reply: close the connection after the data arrived, without replying and
 #: without keeping the message (the client cannot know it was not delivered).
@@ -43,7 +44,7 @@ DROP = "drop"
 #: client must assume it failed, so a resend reaches the recipient a second time.
 ACCEPT_THEN_DROP = "accept-then-drop"
 
-_STAGES = ("mail", "rcpt", "data")
+_STAGES = ("connect", "mail", "rcpt", "data")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,32 @@ def _is_tls(server: Any, session: Any) -> bool:
     transport = getattr(server, "transport", None)
     implicit = transport is not None and transport.get_extra_info("sslcontext") is not None
     return session.ssl is not None or implicit
+
+
+class _GreetingSMTP(SMTP):
+    """aiosmtpd's server, able to answer the connection itself with a refusal."""
+
+    def __init__(self, sink: SmtpSink, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sink = sink
+
+    async def _handle_client(self) -> None:
+        reply = self.sink._take_fault("connect")
+        if reply is not None:
+            await self.push(reply)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class _Controller(Controller):
+    def __init__(self, sink: SmtpSink, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sink = sink
+
+    def factory(self) -> SMTP:
+        return _GreetingSMTP(self.sink, self.handler, **self.SMTP_kwargs)
 
 
 class _Handler:
@@ -155,8 +182,13 @@ class SmtpSink:
                     # implicit TLS is invisible to aiosmtpd's STARTTLS bookkeeping
                     auth_require_tls=self.tls is not None and not self.implicit_tls,
                 )
-            controller = Controller(
-                _Handler(self), hostname=self.hostname, port=self.port, ready_timeout=5.0, **options
+            controller = _Controller(
+                self,
+                _Handler(self),
+                hostname=self.hostname,
+                port=self.port,
+                ready_timeout=5.0,
+                **options,
             )
             controller.start()
             self._controller = controller

@@ -81,6 +81,7 @@ def assert_exactly_once(store: Store, sink: SmtpSink) -> None:
 @pytest.mark.parametrize(
     ("stage", "reply"),
     [
+        ("connect", "421 4.3.2 Too busy, try later"),
         ("mail", "421 4.3.2 Service shutting down"),
         ("rcpt", "451 4.3.0 Mailbox temporarily unavailable"),
         ("rcpt", "421 4.7.0 Too many connections"),
@@ -208,6 +209,7 @@ def test_flaky_server_many_rounds_loses_nothing_and_duplicates_nothing(
 ) -> None:
     rng = random.Random(7)
     faults = [
+        ("connect", "421 4.3.2 Too busy"),
         ("mail", "421 4.3.2 Shutting down"),
         ("rcpt", "451 4.3.0 Later"),
         ("data", "452 4.3.1 Insufficient storage"),
