@@ -1,25 +1,33 @@
 """Fetching: polite, bounded and robust HTTP GETs for the pipeline.
 
-One :class:`Fetcher` holds one ``httpx.AsyncClient`` for a whole run, and every
-request goes through the same gates, in this order:
+One :class:`Fetcher` serves a whole run (one connection pool per host, shared
+cookies), and every request goes through the same gates, in this order:
 
-1. the URL's scheme must be http or https;
-2. robots.txt of its origin (cached for ``robots_ttl``) must allow it, unless the
-   source turns robots off (for sites the user owns);
-3. a per-host slot (``per_host`` in flight, ``min_delay`` between two starts, or the
+1. the URL must be a well-formed http or https URL;
+2. robots.txt of its origin must allow it, unless the source turns robots off (for
+   sites the user owns); answers are kept in a :class:`RobotsCache` for
+   ``robots_ttl``, which the daemon shares between cycles;
+3. the host must not have asked us to wait: a 429/503 with Retry-After pauses every
+   request to that host for the rest of the run, not just the one URL;
+4. a per-host slot (``per_host`` in flight, ``min_delay`` between two starts, or the
    site's ``Crawl-delay`` if longer), then a global slot (``concurrency``); the host
    slot is taken first so a request waiting for a busy host never holds a global
    slot that another host could use;
-4. the connection goes only to addresses that are allowed: the check runs on the
+5. the connection goes only to addresses that are allowed: the check runs on the
    resolved address inside the connection pool, at every connection and so at every
    redirect hop, which also defeats DNS rebinding (no gap between check and connect);
-5. redirects are followed by hand, hop by hop, each hop through gates 1-4, up to
-   ``max_redirects``, with loops detected;
-6. the body is streamed and decompressed by us with a bounded output per step, so a
-   gzip bomb is stopped after ``max_body_mb`` of output, not after it filled memory.
+6. redirects are followed by hand, hop by hop, each hop through gates 1-5, up to
+   ``max_redirects``, with loops detected; conditional-GET validators go with every
+   hop, so a feed that moved with a 301 can still answer 304;
+7. the body is streamed and decompressed by us with a bounded output per step, so a
+   gzip bomb is stopped after ``max_body_mb`` of output, not after it filled memory;
+8. the text is decoded by BOM, header, in-document declaration, then detection
+   (:mod:`monitor.fetch_charset`).
 
 Failures are :mod:`monitor.errors` types whose ``reason`` is plain words for the
 ``monitor sources`` table: "timed out after 20 s", "HTTP 403", "disallowed by robots.txt".
+Proxies from the environment are not used: a proxy would connect on our behalf and
+bypass the private-network check.
 """
 
 from __future__ import annotations
