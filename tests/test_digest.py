@@ -322,3 +322,18 @@ def test_a_long_section_lists_every_story_but_details_only_the_best(
     # PO-1.10 has hit 2 (2.5) first, so fillers 0..6 are detailed and 7..10 listed
     assert "evidence 6" in text and "evidence 7" not in text
     assert "4 more:" in text and "4 more:" in html
+
+
+def test_an_unwritable_outbox_defers_and_recovers(
+    tmp_path: Path, store: Store, clock_now: datetime
+) -> None:
+    config = fixture_config(tmp_path)
+    build_digest(store, config, FIXTURE_GROUP, now=clock_now)
+    config.outbox_path.write_text("a file where the outbox directory should be")
+
+    [blocked] = deliver_pending(store, config, now=clock_now)
+    assert blocked.state == "deferred" and "cannot write" in (blocked.error or "")
+
+    config.outbox_path.unlink()
+    [written] = deliver_pending(store, config, now=clock_now + timedelta(minutes=2))
+    assert written.state == "sent" and len(list(config.outbox_path.glob("*.eml"))) == 1
