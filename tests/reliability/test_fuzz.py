@@ -2,19 +2,30 @@
 
 - ``extract()`` promises never to raise: any bytes or text give an Article, with a
   ``reason`` when the text is empty.
+- Reading a listing (feed, HTML page, sitemap) raises only ``FetchError``, whose reason
+  is recorded on the source: the pipeline never lets a parser's surprise out.
 - The query parser raises ``QuerySyntaxError`` (with a position inside the query) and
   nothing else; a query that parses also matches any text without raising.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import QuerySyntaxError
+from monitor.config import SourceConfig, load_config
+from monitor.errors import FetchError, QuerySyntaxError
 from monitor.extract import Article, extract
-from monitor.match import compile_query
+from monitor.fetch import Response
+from monitor.fetch_charset import decode_body
+from monitor.match import Matcher, compile_query
+from monitor.pipeline import Pipeline
+from monitor.store import Store
 
 FUZZ = settings(
     max_examples=60,
@@ -161,3 +172,76 @@ def test_query_parser_refuses_or_handles_pathological_queries(query: str) -> Non
     except QuerySyntaxError:
         return
     compiled.match("Patent law", "patent " * 200 + "law")
+
+
+# -- reading listings ----------------------------------------------------------------------------
+
+LISTING_TOKENS = [
+    "<rss version='2.0'>", "<channel>", "<item>", "</item>", "<title>", "</title>", "<link>",
+    "</link>", "<guid>", "</guid>", "<pubDate>", "</pubDate>", "<description>",
+    "<feed xmlns='http://www.w3.org/2005/Atom'>", "<entry>", "</entry>", "<link href='", "'/>",
+    "<urlset>", "<url>", "<loc>", "</loc>", "<lastmod>", "<sitemapindex>", "<sitemap>", "<li>",
+    "<a href='", "'>", "</a>", "<span>", "</span>", "http://a.example/b", "javascript:x",
+    "//evil.example", "&amp;", "&#0;", "&#xD800;", "&#x110000;", "\x00", "Mon, 99 Foo 2025",
+    "2025-13-45T99:99", "<![CDATA[", "]]>", "<!DOCTYPE x [<!ENTITY a 'b'>]>", "&a;", "text",
+    " ", "\n", "é", "知识产权",
+]  # fmt: skip
+SOURCES = [
+    SourceConfig(name="feed", url="http://a.example/feed"),
+    SourceConfig(
+        name="listing",
+        kind="html",
+        url="http://a.example/news",
+        selectors={"link": "a", "item": "li", "title": "a", "date": "span"},  # type: ignore[arg-type]
+    ),
+    SourceConfig(name="sitemap", kind="sitemap", url="http://a.example/sitemap.xml"),
+]
+listings = st.one_of(
+    st.binary(max_size=2000),
+    st.lists(st.sampled_from(LISTING_TOKENS), max_size=60).map(
+        lambda parts: "".join(parts).encode("utf-8", "surrogatepass")
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, matcher: Matcher) -> Iterator[Pipeline]:
+    database: Path = tmp_path_factory.mktemp("fuzz") / "monitor.db"
+    config = load_config(None, database=str(database)).with_overrides(sources=SOURCES)
+    store = Store.open(database)
+    yield Pipeline(config, store, matcher=matcher)
+    store.close()
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(listings, st.sampled_from(SOURCES))
+def test_reading_a_listing_raises_only_fetch_errors(
+    pipeline: Pipeline, body: bytes, source: SourceConfig
+) -> None:
+    text, _codec = decode_body(body, None)
+    response = Response(
+        url=source.url,
+        final_url=source.url,
+        status=200,
+        headers={},
+        content=body,
+        text=text,
+        etag=None,
+        last_modified=None,
+        not_modified=False,
+        elapsed_ms=1,
+    )
+    try:
+        items = asyncio.run(pipeline._discover(source, response))
+    except FetchError as exc:
+        assert exc.reason and "\ud800" not in exc.reason
+        return
+    for item in items:
+        assert item.url is None or item.url.startswith(("http://", "https://"))
+        for value in (item.key, item.url, item.title, item.summary):
+            if value is not None:
+                value.encode("utf-8")  # storable: SQLite refuses lone surrogates
