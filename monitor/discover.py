@@ -14,6 +14,7 @@ caught one step later, by the pipeline's "URL already stored" check.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import email.utils
 import hashlib
@@ -31,7 +32,7 @@ from lxml import etree
 from soupsieve import SelectorSyntaxError
 
 from monitor.config import SourceConfig
-from monitor.errors import FetchError, PermanentFetchError
+from monitor.errors import FetchError, PermanentFetchError, TransientFetchError
 from monitor.fetch import Response
 
 __all__ = [
@@ -87,11 +88,15 @@ async def discover_all(
     """Like :func:`discover`, but follows a sitemap index one level down with ``fetch``.
 
     Only child sitemaps modified within ``lastmod_days`` (or undated) are fetched, newest
-    first, at most ``MAX_SITEMAP_CHILDREN``; a child that fails is skipped, not fatal.
+    first, at most ``MAX_SITEMAP_CHILDREN``. A child that is gone for good (404, not a
+    sitemap) is skipped: stale index entries are common. A child that fails for now
+    (timeout, 5xx) fails the whole run with that error, so the source is retried and no
+    article is lost behind an index that will answer 304 next time.
+    Parsing runs in worker threads: a sitemap can hold 50,000 URLs.
     """
     if source.kind != "sitemap":
-        return discover(source, response)
-    items, children = _parse_sitemap(response, source.lastmod_days)
+        return await asyncio.to_thread(discover, source, response)
+    items, children = await asyncio.to_thread(_parse_sitemap, response, source.lastmod_days)
     if children is None:
         return items
     found: list[Item] = []
@@ -100,12 +105,15 @@ async def discover_all(
     for child in children[:MAX_SITEMAP_CHILDREN]:
         try:
             child_response = await fetch(child)
-            child_items, grandchildren = _parse_sitemap(child_response, source.lastmod_days)
+            child_items, grandchildren = await asyncio.to_thread(
+                _parse_sitemap, child_response, source.lastmod_days
+            )
+        except TransientFetchError as exc:
+            raise TransientFetchError(
+                f"child sitemap {child}: {exc.reason}", retry_after=exc.retry_after
+            ) from exc
         except PermanentFetchError as exc:
-            errors.append(f"{child}: {exc}")
-            continue
-        except Exception as exc:  # transient failures of one child do not lose the others
-            errors.append(f"{child}: {exc}")
+            errors.append(f"{child}: {exc.reason}")
             continue
         if grandchildren is not None:
             continue  # an index inside an index: not allowed by the protocol, skip

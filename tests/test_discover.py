@@ -22,7 +22,7 @@ from monitor.discover import (
     html_to_text,
     parse_date,
 )
-from monitor.errors import PermanentFetchError
+from monitor.errors import PermanentFetchError, TransientFetchError
 from monitor.fetch import Fetcher, Response
 from monitor.sitehost import SiteHost
 
@@ -216,6 +216,21 @@ def test_sitemap_index_followed_by_discover_all(host: SiteHost) -> None:
     assert names == ["n1.html", "s4.html", "s1.html", "s3.html"]  # newest first
     assert host.counts["/feeds/old-sitemap.xml"] == before
     assert host.counts["/feeds/gone.xml"] >= 1
+
+
+def test_a_child_sitemap_failing_for_now_fails_the_run(host: SiteHost) -> None:
+    """Else the index would answer 304 next time and that child's articles be lost."""
+    config = source(host, "feeds/sitemap-index.xml", kind="sitemap", lastmod_days=days_since(2025))
+    index = fetch(host, "feeds/sitemap-index.xml")
+    host.fault("feeds/news-sitemap.xml", status=503)
+
+    async def run() -> list[Item]:
+        async with Fetcher(SETTINGS) as fetcher:
+            return await discover_all(config, index, fetcher.get)
+
+    with pytest.raises(TransientFetchError, match=r"news-sitemap.xml: HTTP 503$"):
+        asyncio.run(run())
+    host.clear("feeds/news-sitemap.xml")
 
 
 def test_not_a_sitemap(host: SiteHost) -> None:
