@@ -37,6 +37,7 @@ import email.utils
 import ipaddress
 import random
 import socket
+import ssl
 import time
 import zlib
 from collections import OrderedDict
@@ -838,6 +839,8 @@ def _connect_reason(exc: BaseException) -> str:
     while cause is not None:
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(cause, ssl.SSLCertVerificationError):  # say why, without _ssl.c:1006
+            return f"TLS problem: the certificate is not trusted ({cause.verify_message})"
         cause = cause.__cause__ or cause.__context__
     message = str(exc)
     lowered = message.lower()
