@@ -78,6 +78,19 @@ def read_png(data: bytes) -> tuple[int, int, list[list[tuple[int, int, int]]]]:
     return width, height, rows  # type: ignore[return-value]
 
 
+def screenshot(page: Path, shot: Path, profile: Path, width: int, height: int) -> None:
+    subprocess.run(
+        [
+            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1",
+            f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            f"--screenshot={shot}", page.as_uri(),
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_html_digest_renders_as_designed(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "monitor.db")
     now = fixture_clock(load_fixture(store))
@@ -85,20 +98,10 @@ def test_html_digest_renders_as_designed(tmp_path: Path) -> None:
     store.close()
     page = tmp_path / "digest.html"
     page.write_text(html, encoding="utf-8")
-    shot = tmp_path / "digest.png"
 
-    subprocess.run(
-        [
-            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1",
-            f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={WIDTH},{HEIGHT}",
-            f"--screenshot={shot}", page.as_uri(),
-        ],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    screenshot(page, tmp_path / "digest.png", tmp_path / "profile", WIDTH, HEIGHT)
 
-    width, height, rows = read_png(shot.read_bytes())
+    width, height, rows = read_png((tmp_path / "digest.png").read_bytes())
     assert (width, height) == (WIDTH, HEIGHT)
     colours = Counter(pixel for row in rows for pixel in row)
     # the page column is white and centred on the grey background
@@ -108,3 +111,8 @@ def test_html_digest_renders_as_designed(tmp_path: Path) -> None:
     assert colours[HEADER_BLUE] > 600 * 3 * 0.9
     assert colours[HIGHLIGHT_YELLOW] > 2000
     assert len(colours) > 200  # text was drawn (anti-aliasing makes many shades)
+
+    # on a phone the page shrinks to the screen instead of running off its right edge
+    screenshot(page, tmp_path / "phone.png", tmp_path / "profile", 380, 300)
+    _, _, phone = read_png((tmp_path / "phone.png").read_bytes())
+    assert all(phone[y][377] == GREY_BACKGROUND for y in range(40, 300))
