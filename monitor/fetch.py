@@ -579,7 +579,9 @@ class Fetcher:
                     target = urljoin(current, location.strip())
                 except ValueError as exc:
                     raise PermanentFetchError(f"invalid URL ({exc})", status=status) from None
-                if target in visited:
+                # Back to a URL already seen is a loop, unless this hop set a cookie:
+                # "set a cookie and come back" to the same URL is a common consent check.
+                if target in visited and "set-cookie" not in response_headers:
                     raise PermanentFetchError("redirect loop", status=status)
                 visited.add(target)
                 current = target

@@ -549,6 +549,22 @@ def test_cookies_set_by_a_redirect_are_sent_back(host: SiteHost) -> None:
     assert fetch(host.url("consent")).text == "welcome"
 
 
+def test_redirect_to_itself_with_a_cookie_is_not_a_loop(host: SiteHost) -> None:
+    def check(request: BaseHTTPRequestHandler) -> bool:
+        cookie = request.headers.get("Cookie") or ""
+        request.send_response(200 if "ok=1" in cookie else 302)
+        if "ok=1" not in cookie:
+            request.send_header("Location", "/same")
+            request.send_header("Set-Cookie", "ok=1; Path=/")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+        return True
+
+    host.route("/same", check)
+    response = fetch(host.url("same"))
+    assert response.status == 200 and host.counts["/same"] == 2
+
+
 def test_redirect_to_another_scheme_is_refused(host: SiteHost) -> None:
     host.fault("a", status=302, headers={"Location": "file:///etc/passwd"})
     with pytest.raises(PermanentFetchError, match=r"^unsupported URL scheme 'file'"):
