@@ -28,7 +28,7 @@ from monitor.pipeline import Pipeline
 from monitor.store import Store
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -133,7 +133,7 @@ documents = st.text(max_size=400) | st.sampled_from(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(query_text, documents)
 def test_query_parser_raises_only_its_own_error(query: str, document: str) -> None:
     try:
