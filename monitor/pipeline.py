@@ -260,7 +260,17 @@ class Pipeline:
                 report.duplicates += int(ingested.duplicate)
                 report.hits.update(hit.commitment_id for hit in ingested.hits)
 
-        await asyncio.gather(*(page(item) for item in todo))
+        # A fixed set of workers, not one task per page: a feed of thousands of new items
+        # would otherwise hold thousands of suspended fetches (kilobytes each) in memory.
+        # ``concurrency`` workers never wait on each other before the fetcher's limits do.
+        pending = iter(todo)
+
+        async def worker() -> None:
+            for item in pending:
+                await page(item)
+
+        workers = min(len(todo), self.config.fetch.concurrency)
+        await asyncio.gather(*(worker() for _ in range(workers)))
         return not capped and report.failed_pages == 0
 
     def ingest_page(self, source_id: int, item: Item, response: Response) -> Ingested | None:
