@@ -84,6 +84,22 @@ NON_CONTENT_TAGS = (
 )
 
 
+# Text a reader never sees in the article: hidden elements, screen-reader-only labels
+# ("opens in a new window"), and the card that pops up over a name on hover. The card sits
+# inside its trigger, which carries a similar class and the visible name: only a nested
+# match that is not the trigger's link is the card.
+_POPUP = (
+    "contains(@class, 'tooltip') or contains(@class, 'popover')"
+    " or contains(@class, 'rollover') or contains(@class, 'hovercard')"
+)
+UNSEEN = etree.XPath(
+    "//*[@hidden or @aria-hidden='true' or contains(translate(@style, ' ', ''), 'display:none')"
+    " or contains(@class, 'sr-only') or contains(@class, 'visually-hidden')"
+    f" or contains(@class, 'screen-reader')"
+    f" or (not(self::a) and ({_POPUP}) and ancestor::*[{_POPUP}])]"
+)
+
+
 @dataclass(frozen=True)
 class Article:
     """What the pipeline keeps of a page."""
@@ -220,6 +236,9 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
     meta = read_meta(tree, url)
     published = find_published(tree, url, search_text=len(html) <= MAX_DATE_SEARCH_CHARS)
     etree.strip_elements(tree, *NON_CONTENT_TAGS, with_tail=False)
+    for element in UNSEEN(tree):
+        if element.getparent() is not None:
+            element.drop_tree()  # keeps the tail, which belongs to the parent
 
     if selectors:
         selected = _select(tree, selectors)
