@@ -57,8 +57,9 @@ HOUR = 3600
 #: a daemon start takes 10-15 s on a machine shared with a dozen busy processes.
 ANCHOR_TIMEOUT = 45.0
 #: Seconds the final, unkilled run may take to fetch everything and deliver every digest.
-FINAL_TIMEOUT = 90.0
-#: Delay ranges after each anchor (seconds). Startup takes 1-4 s on a busy machine.
+FINAL_TIMEOUT = 180.0
+#: Delay ranges after each anchor (seconds): a start takes 2 s on an idle machine, 15 s on
+#: a crowded one, so ``start`` kills land in imports, migrations and the first tick.
 DELAYS = {"start": (0.0, 4.0), "ingest": (0.0, 2.5), "delivery": (0.0, 1.2)}
 
 
