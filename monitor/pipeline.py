@@ -231,13 +231,17 @@ class Pipeline:
         for item in fresh:
             if not item.url:
                 self._ingest_linkless(source_id, item, report)
+        retry_soon = 0  # pages worth fetching again before the feed changes
 
         async def page(item: Item) -> None:
+            nonlocal retry_soon
             assert item.url is not None
             try:
                 response = await fetcher.get(item.url, respect_robots=source.respect_robots)
             except FetchError as exc:
                 report.failed_pages += 1
+                if not isinstance(exc, PermanentFetchError):
+                    retry_soon += 1
                 self.store.record_fetch(
                     source_id=source_id,
                     url=item.url,
@@ -253,6 +257,7 @@ class Pipeline:
                 ingested = self.ingest_page(source_id, item, response)
             except sqlite3.OperationalError as exc:  # store busy: not seen, retried next run
                 report.failed_pages += 1
+                retry_soon += 1
                 log.warning("%s: article %s: could not store: %s", source.name, item.url, exc)
                 return
             if ingested is not None:
@@ -271,7 +276,9 @@ class Pipeline:
 
         workers = min(len(todo), self.config.fetch.concurrency)
         await asyncio.gather(*(worker() for _ in range(workers)))
-        return not capped and report.failed_pages == 0
+        # A page gone for good (404, robots) is retried only when the feed changes, so it
+        # does not cost the source its conditional GETs.
+        return not capped and retry_soon == 0
 
     def ingest_page(self, source_id: int, item: Item, response: Response) -> Ingested | None:
         """Extract, store, dedupe and match one fetched page, all in one transaction."""

@@ -464,6 +464,7 @@ SOURCE_FAULTS = [
 
 PAGE_FAULTS = [
     Fault("article page HTTP 500", at_page(status=500), r"^HTTP 500$", target="page"),
+    Fault("article page HTTP 404", at_page(status=404), r"^HTTP 404$", target="page"),
     Fault(
         "article page reset mid-body",
         at_page(reset=True),
@@ -646,6 +647,12 @@ def test_page_fault_keeps_the_source_healthy_and_the_page_is_retried(
 
     fault.heal(world)
     world.rebuild(fetch={})
+    if errors[0].startswith(("HTTP 4", "refused to connect")):
+        # Gone for good, as far as we can tell: the feed keeps its 304 (no refetch every
+        # run for a dead link), and the item is tried again when the feed changes.
+        again = world.cycle([FAULTY])[FAULTY]
+        assert again.outcome == "not_modified" and again.new_articles == 0
+        world.host.fault(FEED, body=feed_bytes(world.host) + b"<!-- changed -->\n")
     again = world.cycle([FAULTY])[FAULTY]  # the failed item was not marked seen
     assert again.outcome == "ok" and again.new_articles == 1
     assert world.articles([FAULTY]) == baseline.faulty
