@@ -501,13 +501,17 @@ class _Compiler:
         if isinstance(node, Sent):
             return self.required(node.child)
         if isinstance(node, Or):
-            union: set[int] = set()
+            # Whichever child matches meets all its clauses, so a union of one clause from
+            # every child is necessary. Several such unions filter far better than one:
+            # (SENT(a b) AND c) OR d needs {a,d}, {b,d} and {c,d}, not just {a,d}.
+            clauses: list[frozenset[int]] = [frozenset()]
             for child in node.children:
-                best = self.anchors(child)
-                if best is None:
+                options = self.required(child)
+                if not options:
                     return ()
-                union |= best
-            return (frozenset(union),)
+                unions = {done | option for done in clauses for option in options[:3]}
+                clauses = sorted(unions, key=self.cost)[:MAX_CLAUSES]
+            return tuple(clauses)
         children = node.children if isinstance(node, And) else (node.left, node.right)
         clauses = {clause for child in children for clause in self.required(child)}
         return tuple(sorted(clauses, key=self.cost)[:MAX_CLAUSES])
