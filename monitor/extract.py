@@ -266,25 +266,30 @@ def _unseen(tree: HtmlElement) -> list[HtmlElement]:
     for element in tree.iter(etree.Element):
         get = element.get
         style = get("style")
-        classes = get("class") or ""
+        classes = get("class")
         if (
             get("hidden") is not None
             or get("aria-hidden") == "true"
-            or (style is not None and "display:none" in style.replace(" ", ""))
-            or any(name in classes for name in HIDDEN_CLASSES)
-            or (
-                element.tag != "a"
-                and any(name in classes for name in POPUP_CLASSES)
-                and any(
-                    any(name in (parent.get("class") or "") for name in POPUP_CLASSES)
-                    for parent in element.iterancestors()
-                )
-            )
+            or (style and "none" in style and "display:none" in style.replace(" ", ""))
+            or (classes and _is_unseen_class(element, classes))
         ):
             found.append(element)
     # a match inside another one goes with it
     dropped = set(found)
     return [e for e in found if not any(a in dropped for a in e.iterancestors())]
+
+
+def _is_unseen_class(element: HtmlElement, classes: str) -> bool:
+    if any(name in classes for name in HIDDEN_CLASSES):
+        return True
+    return (
+        element.tag != "a"
+        and any(name in classes for name in POPUP_CLASSES)
+        and any(
+            any(name in (parent.get("class") or "") for name in POPUP_CLASSES)
+            for parent in element.iterancestors()
+        )
+    )
 
 
 def _no_article(meta: PageMeta, published: datetime | None, reason: str) -> Article:
