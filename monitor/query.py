@@ -44,7 +44,9 @@ _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _CJK_SPLIT = re.compile(f"[{_CJK}]|[^{_CJK}]+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none spans two
-_ASCII_WORD_OR_SEP = re.compile(f"[a-z0-9]+|{SEP}")
+_ASCII_SPLIT_TABLE = bytes(
+    c if c in b"abcdefghijklmnopqrstuvwxyz0123456789" + SEP.encode() else 32 for c in range(256)
+)
 _WORD_OR_SEP = re.compile(f"[^\\W_]+|{SEP}")
 _IS_CJK = re.compile(f"[{_CJK}]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
@@ -109,11 +111,14 @@ class FoldedText:
         """The tokens of each span, in order, with a ``SEP`` pseudo-token between spans."""
         if self.aligned:
             folded = self.folded
-            marked = SEP.join([folded[start:end] for start, end in spans])
+            pieces = [folded[start:end] for start, end in spans]
         else:
-            marked = SEP.join([fold(self.text[start:end]) for start, end in spans])
+            pieces = [fold(self.text[start:end]) for start, end in spans]
         if self.ascii_words:
-            return _ASCII_WORD_OR_SEP.findall(marked)
+            # [a-z0-9]+ runs, found by byte translation and split: twice as fast as findall
+            marked = f" {SEP} ".join(pieces).encode("ascii", "replace")
+            return marked.translate(_ASCII_SPLIT_TABLE).decode("ascii").split()
+        marked = SEP.join(pieces)
         out: list[str] = []
         for word in _WORD_OR_SEP.findall(marked):
             if word.isascii():

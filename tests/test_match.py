@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from monitor.errors import QuerySyntaxError
 from monitor.match import Evidence, Hit, compile_matcher, compile_query, split_sentences
+from monitor.query import SEP, FoldedText, fold, word_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 ALIASES = {
@@ -331,3 +333,41 @@ def test_the_shipped_commitments_compile_and_find_their_own_story() -> None:
         "CNIPA said on Monday. 中国将加强与一带一路国家的知识产权合作。",
     )
     assert "CN-INTL-BRI" in {h.commitment_id for h in hits}
+
+
+# ---------------------------------------------------------------------------- fast paths
+
+SHARED_ARTICLES = ROOT.parent / "shared" / "data" / "dedup-dev" / "articles.jsonl"
+
+
+def _reference_tokens(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    out: list[str] = []
+    for number, (start, end) in enumerate(spans):
+        if number:
+            out.append(SEP)
+        out.extend(word_tokens(fold(text[start:end])))
+    return out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain ASCII. Two.",
+        "Curly “quotes” — dashes… Straße. Coopération!",
+        "加强知识产权保护。IP合作",
+        "Hangul 지식재산권을 보호. ＩＰ ﬁne",
+        "e\u0301cole cafe\u0301s. İstanbul",
+    ],
+)
+def test_fast_tokenizer_paths_agree_with_the_definition(text: str) -> None:
+    spans = split_sentences(text)
+    assert FoldedText(text).sentence_tokens(spans) == _reference_tokens(text, spans)
+
+
+def test_fast_tokenizer_paths_agree_on_real_articles() -> None:
+    if not SHARED_ARTICLES.exists():
+        pytest.skip("shared data absent")
+    for line in SHARED_ARTICLES.read_text(encoding="utf-8").splitlines():
+        text = json.loads(line)["text"]
+        spans = split_sentences(text)
+        assert FoldedText(text).sentence_tokens(spans) == _reference_tokens(text, spans)
