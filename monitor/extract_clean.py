@@ -23,26 +23,32 @@ MAX_LINKS = 1000
 # names, not teasers: only paragraphs are judged by their links.
 TEASER_KINDS = {"p", "quote"}
 
-# Whole lines that are chrome in any article. Anchored and short-line only: a sentence in
-# the story that merely mentions "cookies" or "newsletter" is never touched.
+# Whole lines that are chrome in any article. Anchored and short-line only, and shaped so
+# that a sentence of a story starting with the same word survives: "Share prices fell",
+# "Copyright owners may...", "Also on Monday, ...", "By continuing the talks, ..." (tests
+# pin these).
 BOILERPLATE_LINE = re.compile(
     r"""^(?:
         (?:read|see|watch|view|show|load|click|tap)\s+(?:more|also|here|next|full|all|the\ full)\b
       | (?:related|more|also|recommended|trending|popular|most\ read)
             (?:\s+(?:articles?|stories|posts?|links?|content|news|reading|coverage
                    |on\ \S+|in\ [\w ]+))?\s*[:.…]*$
-      | (?:also\ on|more\ on|more\ from|related:|related\ \w+:|read\ next|up\ next
-         |don'?t\ miss|must\ read)
+      | also\ on\ \S+\.\w+ | (?:more\ (?:on|from)\ [^.!?]{0,60}$)
+      | (?:related:|related\ \w+:|read\ next|up\ next|don'?t\ miss|must\ read)
       | you\ (?:may|might)\ (?:also\ )?(?:like|enjoy|be\ interested)
-      | (?:share|tweet|email|print|pin|save)(?:\s+(?:this|on|via|the|article|story|post|it|page))*\b
-      | (?:follow|like|join)\ (?:us|me|@|\w+\ on\ (?:twitter|facebook|instagram|linkedin|youtube))
+      | (?:share|tweet|e-?mail|print|pin|save)
+            (?:\s+(?:this|on|via|with|to|the|article|story|post|page|it|link|a\ friend|friends
+                    |facebook|twitter|linkedin|whatsapp|e-?mail))*\s*[:!.…]?$
+      | follow\ (?:us|me|@) | (?:like|join)\ us\b
+      | (?:follow|like|join)\ \w+\ on\ (?:twitter|facebook|instagram|linkedin|youtube)
       | sign\ up\b | subscribe\b | get\ (?:the|our)\ (?:\w+\ )?newsletter
       | (?:click|tap)\ here\b
-      | (?:copyright|©|\(c\)\s*\d{4})
-      | (?:advertisement|sponsored|ad\ feedback|skip\ (?:to|ad))\b
+      | copyright\s*(?:©|\(c\)|\d{4}) | © | \(c\)\s*\d{4}
+      | (?:advertisement|sponsored(?:\ content)?|ad\ feedback)\s*$ | skip\ (?:to|ad)\b
       | (?:comments?|\d+\ comments?|leave\ a\ (?:comment|reply)|add\ a\ comment|show\ comments?)\s*$
-      | (?:by\ continuing|we\ use\ cookies|this\ (?:web)?site\ uses\ cookies
-         |accept(?:\ all)?\ cookies|cookie\ (?:policy|settings|notice))
+      | (?:by\ continuing\ to\ (?:use|browse|visit)|we\ use\ cookies
+         |this\ (?:web)?site\ uses\ cookies|accept(?:\ all)?\ cookies
+         |(?:the\ )?cookie\ (?:policy|settings|notice|preferences))
       | (?:close|accept|ok|got\ it|dismiss)\s*$
       | (?:whatsapp|facebook|twitter|linkedin|reddit|telegram|pinterest|e-?mail|messenger)
             (?:\s+(?:chat|share|it))?\s*$
@@ -51,17 +57,25 @@ BOILERPLATE_LINE = re.compile(
       | this\ (?:article|story)\ (?:has\ been\ sent|was\ (?:originally\ )?published)
       | an\ error\ has\ occurred
       | order\ reprints | print\ article
-      | (?:分享到|分享|扫一扫|责任编辑|编辑\s*[:：]|来源\s*[:：]|打印|关闭窗口|上一篇|下一篇
-         |相关(?:阅读|新闻|文章|链接|推荐)|版权所有|【\s*(?:打印|关闭|字体|纠错))
+      | (?:分享到|分享至|分享\s*[:：]|扫一扫|责任编辑|编辑\s*[:：]|来源\s*[:：]|【?\s*打印\s*】?\s*$
+         |打印本页|关闭窗口|上一篇|下一篇|相关(?:阅读|新闻|文章|链接|推荐)\s*[:：]?\s*$|版权所有
+         |【\s*(?:打印|关闭|字体|纠错))
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
-# Credits and datelines, at the start of a short line.
-CREDIT_OR_DATELINE = re.compile(
+MAX_DATELINE_CHARS = 64
+# Credits (at the start of a line, in their "X by Name; Y by Name" shape) and datelines
+# (short lines that are a date, or "Updated: <date>").
+CREDIT = re.compile(
     r"""(?:
-        (?:reporting|additional\ reporting|editing|writing|compiled)\ by\b
+        (?:additional\ )?(?:reporting|writing|compiled|editing)\ by\ [^;.]*(?:;|$)
       | (?:write\ to|reach\ the\ reporters?|contributing:|associated\ press\ writers?)\b
-      | (?:first\ |last\ )?(?:updated|published|posted|modified)\b\s*(?:on|at)?\s*:?\s*
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+DATELINE = re.compile(
+    r"""(?:
+        (?:first\ |last\ )?(?:updated|published|posted|modified)\b\s*(?:on|at)?\s*:?\s*
             (?:\w+\.?,?\s+){0,2}\d
       | (?:(?:mon|tue|wed|thu|fri|sat|sun)\w*\.?,?\s+)?(?:\d{1,2}\s+)?
             (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?
@@ -223,7 +237,9 @@ def is_boilerplate(line: Line) -> bool:
     if len(text) > MAX_BOILERPLATE_CHARS:
         return False
     stripped = text.lstrip("-–—•*|>[( ")
-    if BOILERPLATE_LINE.match(stripped) or CREDIT_OR_DATELINE.match(stripped):
+    if BOILERPLATE_LINE.match(stripped) or CREDIT.match(stripped):
+        return True
+    if len(text) <= MAX_DATELINE_CHARS and DATELINE.match(stripped):
         return True
     lowered = text.lower()
     return any(cue in lowered for cue in PROMOTION_CUES) and bool(PROMOTION.search(text))

@@ -374,3 +374,30 @@ def test_text_a_reader_never_sees_is_left_out() -> None:
         "the portfolio.\n\nLicensees must now pay the rate set by the court or face an "
         "injunction, the ruling says."
     )
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Copyright owners will be able to claim statutory damages under the amended law.",
+        "Share prices of the two generic makers fell after the ruling.",
+        "Also on Monday, the patent office published its annual report.",
+        "By continuing the talks, both sides hope to settle the dispute.",
+        "Reporting by Reuters last week revealed the terms of the settlement.",
+        "Published in 2019, the guidelines set out how examiners treat AI inventions.",
+        "Sponsored by the ministry, the programme funds patent pools.",
+        "Email exchanges show that the licensor knew about the prior art.",
+        "Like many inventors, she filed first in her home country.",
+        "分享经济平台的知识产权保护问题引起关注。",
+        "November 19, 2019 was the day the court heard the appeal.",
+    ],
+)
+def test_article_sentences_that_start_like_chrome_survive(sentence: str) -> None:
+    page_html = (
+        "<html><body><article><h1>IP roundup</h1>"
+        "<p>The week brought several decisions on intellectual property in Asia and Europe.</p>"
+        f"<p>{sentence}</p>"
+        "<p>Observers expect further guidance from the courts before the end of the year.</p>"
+        "</article></body></html>"
+    )
+    assert sentence in extract(page_html).text.split("\n\n")
