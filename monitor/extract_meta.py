@@ -151,7 +151,7 @@ def _title_variants(tree: HtmlElement, title: str) -> tuple[str, ...]:
         head_title = " ".join(head_title.split())
         variants.add(head_title)
         variants.update(part for part in TITLE_SEPARATORS.split(head_title) if len(part) > 15)
-    for h1 in tree.iterfind(".//h1"):
+    for h1 in list(tree.iter("h1"))[:2]:  # logo, then headline; later ones are sections
         text = " ".join(h1.text_content().split())
         if text:
             variants.add(text)
