@@ -7,12 +7,14 @@
 1. Every distinct term of every query becomes one key of a single Aho-Corasick automaton
    over the article's token stream. One pass over an article finds every term that
    occurs, and where.
-2. Each query is indexed under a few *anchor* terms, chosen so that the query cannot
-   match unless one of its anchors occurs (for ``A AND B`` the rarer side's terms; for
-   ``A OR B`` the terms of both; a query that can match with no term present, like
-   ``NOT x``, has none and is always evaluated).
-3. Only the candidate queries whose anchors occurred are evaluated; evaluation reuses the
-   term positions the pass found.
+2. Each query gets *required clauses*: sets of terms of which at least one must occur for
+   the query to match (``a AND b`` needs {a} and {b}; ``a OR b`` needs {a, b}; a NOT
+   needs nothing). The query is indexed under its most selective clause, and an article's
+   candidates are the queries indexed under a term it holds whose every clause is met.
+   A query with no clause (``NOT x``) is evaluated on every article.
+3. Only candidates are evaluated, on the term positions the pass found. Evaluation first
+   asks yes/no (most candidates fail), and ``SENT(...)`` first intersects the sentences
+   holding each of its clauses as bitmasks; positions are collected only for hits.
 
 A hit carries a score, the evidence sentences with the matched terms marked, and the
 version of the query it was matched with, so a stored hit can be traced to the query
@@ -513,8 +515,8 @@ class _Compiler:
                 clauses = sorted(unions, key=self.cost)[:MAX_CLAUSES]
             return tuple(clauses)
         children = node.children if isinstance(node, And) else (node.left, node.right)
-        clauses = {clause for child in children for clause in self.required(child)}
-        return tuple(sorted(clauses, key=self.cost)[:MAX_CLAUSES])
+        every = {clause for child in children for clause in self.required(child)}
+        return tuple(sorted(every, key=self.cost)[:MAX_CLAUSES])
 
     def anchors(self, node: Node) -> frozenset[int] | None:
         """The most selective required clause: one of these terms must occur, else None."""
