@@ -298,7 +298,7 @@ _SENTENCES = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6).map(" ".j
 _TEXTS = st.lists(_SENTENCES, max_size=5).map(lambda s: ". ".join(s) + ".")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(queries(), min_size=1, max_size=6), _SENTENCES, _TEXTS)
 def test_presearch_finds_exactly_what_evaluating_every_query_finds(
     texts: list[str], title: str, text: str

@@ -173,7 +173,7 @@ _PIECES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.lists(_PIECES, max_size=14).map(" ".join))
 def test_fuzz_query_like_input_only_raises_query_syntax_error(query: str) -> None:
     try:
@@ -186,7 +186,7 @@ def test_fuzz_query_like_input_only_raises_query_syntax_error(query: str) -> Non
     assert compile_query(compiled.explain()).root == compiled.root
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40))
 def test_fuzz_any_text_only_raises_query_syntax_error(query: str) -> None:
     with contextlib.suppress(QuerySyntaxError):
