@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -194,7 +195,14 @@ def _html_parser() -> etree.HTMLParser:
     return parser
 
 
-HTML_PARSER = _html_parser()
+_PARSERS = threading.local()  # an lxml parser must not be shared between threads
+
+
+def _thread_parser() -> etree.HTMLParser:
+    parser = getattr(_PARSERS, "html", None)
+    if parser is None:
+        parser = _PARSERS.html = _html_parser()
+    return parser
 
 
 def _parse(html: bytes | str) -> HtmlElement | None:
@@ -208,7 +216,7 @@ def _parse(html: bytes | str) -> HtmlElement | None:
         except UnicodeDecodeError:
             data = decode_file(html).encode("utf-8", "surrogatepass")
     try:
-        tree = etree.fromstring(data, HTML_PARSER)
+        tree = etree.fromstring(data, _thread_parser())
     except (etree.ParserError, ValueError):
         tree = None
     if tree is None or not len(tree):

@@ -13,6 +13,7 @@ import json
 import random
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -401,3 +402,10 @@ def test_article_sentences_that_start_like_chrome_survive(sentence: str) -> None
         "</article></body></html>"
     )
     assert sentence in extract(page_html).text.split("\n\n")
+
+
+def test_threads_get_the_same_articles() -> None:
+    names = ["seed_like.html", "chinese.html", "date_jsonld.html", "broken_markup.html"] * 3
+    expected = [extract(page(name)) for name in names]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda name: extract(page(name)), names)) == expected
