@@ -11,6 +11,7 @@ recovery too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from monitor.config import Config, SourceConfig, SourcesFile, load_config
-from monitor.demo import demo_config, demo_site_dir
+from monitor.demo import demo_site_dir
 from monitor.match import Matcher, compile_matcher
 from monitor.pipeline import CycleReport, Pipeline, SourceReport
 from monitor.sitehost import SiteHost
@@ -66,8 +67,14 @@ def host(web_root: Path) -> Iterator[SiteHost]:
 @pytest.fixture(scope="session")
 def matcher() -> Matcher:
     """Compiled once: compiling every shipped commitment is the slow part of a Pipeline."""
-    config = load_config(None, database=":memory:")
+    config = _shipped_config()
     return compile_matcher(config.commitments, config.aliases)
+
+
+@functools.cache
+def _shipped_config() -> Config:
+    """The shipped config, loaded once: validating every commitment takes a quarter second."""
+    return load_config(None, database=":memory:")
 
 
 def demo_sources(base_url: str) -> list[SourceConfig]:
@@ -99,7 +106,7 @@ class World:
     # -- building ----------------------------------------------------------------------
 
     def config(self) -> Config:
-        base = demo_config(self.host, 1, self.tmp_path / "monitor.db")
+        base = _shipped_config()
         faulty = SourceConfig(
             name=FAULTY,
             kind=self.faulty_kind,  # type: ignore[arg-type]
@@ -108,6 +115,7 @@ class World:
             **self.faulty_options,
         )
         return base.with_overrides(
+            database_override=str(self.tmp_path / "monitor.db"),
             sources=[*demo_sources(self.host.base_url), faulty],
             fetch=base.fetch.model_copy(update={**TEST_FETCH, **self.fetch}),
             digests=[],
