@@ -315,7 +315,7 @@ def _no_article(meta: PageMeta, published: datetime | None, reason: str) -> Arti
 
 def _mostly_links(tree: HtmlElement) -> bool:
     """A page whose text is mostly link text is an index or a link farm, not an article;
-    trafilatura's last-resort cascade would return its links as the "article"."""
+    trafilatura's recall mode would return its links as the "article"."""
     total = len(tree.text_content())
     linked = sum(len(a.text_content()) for a in tree.iter("a"))
     return total > 0 and linked > MAX_PAGE_LINK_SHARE * total

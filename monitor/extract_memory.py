@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.extract_clean import normalized
@@ -57,7 +58,8 @@ class SiteBoilerplate:
         fingerprint = _fingerprint(line)
         if fingerprint is None:
             return False
-        pages = self._sites.get(site, {}).get(fingerprint, [])
+        table = self._sites.get(site)
+        pages = table.get(fingerprint, []) if table is not None else []
         return sum(1 for seen in pages if seen != page) >= self.min_pages
 
     def learn(self, site: str, page: str, lines: Iterable[str]) -> None:
@@ -75,7 +77,7 @@ class SiteBoilerplate:
         while len(table) > self.max_lines_per_site:
             table.popitem(last=False)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready snapshot, for the caller to store between runs."""
         return {
             "min_pages": self.min_pages,
@@ -84,9 +86,9 @@ class SiteBoilerplate:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> SiteBoilerplate:
-        memory = cls(int(data["min_pages"]), int(data["max_lines_per_site"]))  # type: ignore[arg-type]
-        sites = data.get("sites") or {}
-        for site, table in sites.items():  # type: ignore[union-attr]
+    def from_dict(cls, data: dict[str, Any]) -> SiteBoilerplate:
+        """The memory ``to_dict`` saved."""
+        memory = cls(int(data["min_pages"]), int(data["max_lines_per_site"]))
+        for site, table in (data.get("sites") or {}).items():
             memory._sites[site] = OrderedDict((k, list(v)) for k, v in table.items())
         return memory

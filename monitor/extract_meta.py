@@ -96,7 +96,7 @@ def _json_ld_article(tree: HtmlElement) -> tuple[list[str], str | None, str | No
                 authored = node
     if article is None and authored is None:
         return [], None, None
-    source = article if article is not None else authored
+    source: dict[str, Any] = article if article is not None else authored or {}
     headline, description = source.get("headline"), source.get("description")
     author = (article if article and article.get("author") else authored or {}).get("author")
     return (
@@ -124,7 +124,8 @@ def _ld_names(author: Any, by_id: dict[str, dict[str, Any]]) -> list[str]:
     WordPress (Yoast) and others give the author as a reference, {"@id": ...}, to a Person
     node elsewhere in the graph.
     """
-    people, others = [], []
+    people: list[str] = []
+    others: list[str] = []
     for item in author if isinstance(author, list) else [author]:
         if isinstance(item, dict) and "name" not in item and item.get("@id") in by_id:
             item = by_id[item["@id"]]
