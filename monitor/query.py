@@ -94,16 +94,18 @@ class FoldedText:
 
     __slots__ = ("aligned", "ascii_words", "folded", "text")
 
-    def __init__(self, text: str, *, folded: str | None = None) -> None:
+    def __init__(self, text: str) -> None:
+        if SEP in text:  # a stray control character must not pass for a sentence break
+            text = text.replace(SEP, " ")
         self.text = text
         others = set() if text.isascii() else set(_NON_ASCII.findall(text))
-        if folded is None and all(map(_inert, others)):
+        if all(map(_inert, others)):
             # Only punctuation and symbols outside ASCII (curly quotes, dashes): they never
             # become or join tokens, so lowercasing is all the folding tokens need.
             self.folded = text.lower()
             self.aligned = self.ascii_words = True
             return
-        self.folded = fold(text) if folded is None else folded
+        self.folded = fold(text)
         self.aligned = len(self.folded) == len(text) and all(map(_keeps_length, others))
         self.ascii_words = not any(c.isalnum() for c in set(_NON_ASCII.findall(self.folded)))
 
@@ -130,7 +132,7 @@ class FoldedText:
     def tokens(self, start: int, end: int) -> list[str]:
         """The tokens of ``text[start:end]`` (offsets in the original text)."""
         if not self.aligned:
-            return FoldedText(fold(self.text[start:end])).tokens_folded(0, None)
+            return word_tokens(fold(self.text[start:end]))
         return self.tokens_folded(start, end)
 
     def tokens_folded(self, start: int, end: int | None) -> list[str]:

@@ -371,3 +371,10 @@ def test_fast_tokenizer_paths_agree_on_real_articles() -> None:
         text = json.loads(line)["text"]
         spans = split_sentences(text)
         assert FoldedText(text).sentence_tokens(spans) == _reference_tokens(text, spans)
+
+
+def test_a_control_character_in_the_text_is_not_a_sentence_break() -> None:
+    text = "alpha\x02beta. gamma \x02 delta."
+    spans = split_sentences(text)
+    assert FoldedText(text).sentence_tokens(spans) == ["alpha", "beta", "gamma", "delta"]
+    assert hit('"alpha beta"', text) is not None
