@@ -675,3 +675,30 @@ def test_matrix_covers_the_issue() -> None:
     kinds = [f.kind for f in SOURCE_FAULTS + PAGE_FAULTS + NOT_ERRORS]
     assert len(set(kinds)) == len(kinds)
     assert len(kinds) + 1 >= 30  # + the locked store (test_store_locked.py)
+
+
+def test_a_bug_costs_one_source_its_run_not_the_cycle(
+    world: World, baseline: Baseline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line of defence: an exception nobody planned for (here extract() breaking
+    its promise never to raise, on one source's pages only) is logged and reported on that
+    source, and the others are stored as in a clean run."""
+    import monitor.pipeline
+
+    real_extract = monitor.pipeline.extract
+
+    def broken(html: bytes | str, url: str | None = None, **kwargs: Any) -> Any:
+        if url and "/hostile/" in url:
+            raise RuntimeError("simulated bug")
+        return real_extract(html, url, **kwargs)
+
+    monkeypatch.setattr(monitor.pipeline, "extract", broken)
+    reports = world.cycle()
+    assert reports[FAULTY].outcome == "error"
+    assert reports[FAULTY].error == "internal error (RuntimeError); see the log"
+    _healthy_unchanged(world, baseline, reports)
+    assert world.articles([FAULTY]) == set()
+
+    monkeypatch.setattr(monitor.pipeline, "extract", real_extract)  # the bug is fixed
+    assert world.cycle([FAULTY])[FAULTY].outcome == "ok"
+    assert world.articles([FAULTY]) == baseline.faulty
