@@ -38,7 +38,7 @@ _CJK = (
     "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
     "\U00020000-\U0002a6df\U0002a700-\U0002ebef"
 )
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")  # the definition; the three below are faster
+_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")  # the definition; the patterns below are faster
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _CJK_SPLIT = re.compile(f"[{_CJK}]|[^{_CJK}]+")
