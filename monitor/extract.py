@@ -52,6 +52,7 @@ from monitor.extract_meta import PageMeta, detect_language, find_published, read
 MAX_HTML_BYTES = 5 * 1024 * 1024
 SNIFF_CHARS = 65536  # markup must show up this early (pages may open with a long comment)
 MAX_DATE_SEARCH_CHARS = 1024 * 1024  # larger pages get their date from markup or URL only
+MAX_DESCRIPTION_CHARS = 300
 MIN_TEXT_CHARS = 250  # below this the fast pass probably missed the article
 MIN_COVERAGE = 0.8  # share of the voted paragraphs a text must hold to count as the article
 MAX_PAGE_LINK_SHARE = 0.7
@@ -259,9 +260,19 @@ def _extract(html: bytes | str, url: str | None, selectors: str | None) -> Artic
         authors=meta.authors,
         language=detect_language(text, meta.declared_language),
         canonical_url=meta.canonical_url,
-        description=meta.description,
+        description=meta.description or _lead(text),
         reason=None if text else "no article found",
     )
+
+
+def _lead(text: str) -> str | None:
+    """The first paragraph, cut at a word near ``MAX_DESCRIPTION_CHARS``: a description for
+    pages that declare none."""
+    first = text.split("\n\n", 1)[0].strip()
+    if len(first) <= MAX_DESCRIPTION_CHARS:
+        return first or None
+    cut = first[:MAX_DESCRIPTION_CHARS].rsplit(" ", 1)[0]
+    return (cut if len(cut) > MAX_DESCRIPTION_CHARS // 2 else first[:MAX_DESCRIPTION_CHARS]) + "…"
 
 
 def _unseen(tree: HtmlElement) -> list[HtmlElement]:

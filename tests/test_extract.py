@@ -409,3 +409,14 @@ def test_threads_get_the_same_articles() -> None:
     expected = [extract(page(name)) for name in names]
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(lambda name: extract(page(name)), names)) == expected
+
+
+def test_description_falls_back_to_the_lead_paragraph() -> None:
+    assert extract(page("date_text.html")).description == (
+        "The Supreme People's Court has issued an interpretation that sets out how courts should "
+        "calculate damages when trade secrets are misappropriated by former employees."
+    )
+    long_lead = "<html><body><article><p>" + "Patent word " * 60 + "</p></article></body></html>"
+    description = extract(long_lead).description
+    assert description is not None and description.endswith("…") and len(description) <= 301
+    assert extract(page("seed_like.html")).description.startswith("NIPA outlines")  # declared
