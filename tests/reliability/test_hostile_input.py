@@ -282,3 +282,23 @@ def test_hostile_fixtures_say_what_they_expect() -> None:
         if path.is_file():
             head = path.read_bytes()[:1200].decode("utf-8", "replace")
             assert "Description:" in head and "Expect" in head, path.name
+
+
+def test_hostile_links_on_a_listing_page(world: World) -> None:
+    world.fetch.update(allow_private_networks=False, allowed_networks=["127.0.0.1/32"])
+    world.rebuild(
+        faulty_kind="html",
+        faulty_url=world.host.url("hostile/listing.html"),
+        faulty_options={"selectors": {"item": "ul.news li", "link": "a"}},
+    )
+    report = world.cycle([FAULTY])[FAULTY]
+    assert report.outcome == "ok" and report.items == 3, report
+    assert report.new_articles == 2 and report.failed_pages == 1
+    assert {key[1] for key in world.articles([FAULTY])} == {
+        "{site}/hostile/articles/rice-varieties.html",
+        "{site}/hostile/articles/oolong-gi.html",
+    }
+    errors = world.page_errors()
+    assert len(errors) == 1 and errors[0].startswith("refused to connect to non-public address")
+    stored = dump(world)
+    assert "javascript:" not in stored and "vbscript:" not in stored and "data:text" not in stored
