@@ -462,3 +462,14 @@ def test_identical_short_notices_under_different_titles_stay_apart(store: Store)
     )
     assert one.story_id != two.story_id
     assert three.story_id == one.story_id and three.method == "hash"
+
+
+def test_deduper_gives_its_connection_a_page_cache_that_holds_the_band_index(
+    store: Store,
+) -> None:
+    store.conn.execute("PRAGMA cache_size = -2000")  # SQLite's default, 2 MB
+    Deduper(store)
+    assert store.scalar("PRAGMA cache_size") == -64 * 1024
+    store.conn.execute("PRAGMA cache_size = -200000")  # a larger cache is left alone
+    Deduper(store)
+    assert store.scalar("PRAGMA cache_size") == -200000
