@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +89,9 @@ NON_CONTENT_TAGS = (
 
 HIDDEN_CLASSES = ("sr-only", "visually-hidden", "screen-reader")
 POPUP_CLASSES = ("tooltip", "popover", "rollover", "hovercard")
+HIDDEN_CLASS = re.compile("|".join(HIDDEN_CLASSES))
+POPUP_CLASS = re.compile("|".join(POPUP_CLASSES))
+UNSEEN_CLASS = re.compile("|".join(HIDDEN_CLASSES + POPUP_CLASSES))
 
 
 @dataclass(frozen=True)
@@ -299,15 +303,13 @@ def _unseen(tree: HtmlElement) -> list[HtmlElement]:
 
 
 def _is_unseen_class(element: HtmlElement, classes: str) -> bool:
-    if any(name in classes for name in HIDDEN_CLASSES):
+    found = UNSEEN_CLASS.search(classes)
+    if found is None:
+        return False
+    if found[0] in HIDDEN_CLASSES or HIDDEN_CLASS.search(classes):
         return True
-    return (
-        element.tag != "a"
-        and any(name in classes for name in POPUP_CLASSES)
-        and any(
-            any(name in (parent.get("class") or "") for name in POPUP_CLASSES)
-            for parent in element.iterancestors()
-        )
+    return element.tag != "a" and any(
+        POPUP_CLASS.search(parent.get("class") or "") for parent in element.iterancestors()
     )
 
 
