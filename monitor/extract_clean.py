@@ -9,6 +9,7 @@ on how much of it is link text, never on the site it comes from.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -120,6 +121,11 @@ class Line:
     kind: str  # trafilatura's element: p, head, item, quote, row, ...
     block: int  # lines of one block are joined by "\n", blocks by "\n\n"
 
+    @functools.cached_property
+    def words(self) -> str:
+        """The text as :func:`normalized` words, computed once: several rules compare them."""
+        return normalized(self.text)
+
 
 def body_lines(body: _Element) -> list[Line]:
     """Lines of trafilatura's body, split at its <lb/>, list items and table rows."""
@@ -194,20 +200,20 @@ def link_texts(tree: _Element) -> list[str]:
     return longest[:MAX_LINKS]  # bounds the work on link farms; teasers are the long ones
 
 
-def is_teaser(text: str, links: list[str]) -> bool:
+def is_teaser(line: Line, links: list[str]) -> bool:
     """A short line that is mostly the text of a link: "READ MORE: <headline>" and the like.
 
     Long paragraphs that happen to be wrapped in a link (deal pages do this) are kept.
     """
-    if len(text) > MAX_BOILERPLATE_CHARS:
+    if len(line.text) > MAX_BOILERPLATE_CHARS:
         return False
-    line = normalized(text)
-    if not line:
+    words = line.words
+    if not words:
         return False
     for link in links:
-        if len(link) < LINK_DENSE * len(line):
+        if len(link) < LINK_DENSE * len(words):
             break  # sorted by length: no shorter link can cover enough
-        if link in line:
+        if link in words:
             return True
     return False
 
@@ -218,7 +224,7 @@ def normalized(text: str) -> str:
 
 def is_title_line(line: Line, titles: Iterable[str]) -> bool:
     """The headline repeated in the body, whole or as the part before a site name."""
-    text = normalized(line.text)
+    text = line.words
     if not text:
         return False
     for title in titles:
@@ -253,7 +259,7 @@ def clean_lines(lines: list[Line], titles: Iterable[str], links: list[str]) -> l
     """
     normalized_titles = {normalized(t) for t in titles if normalized(t)}
     teaser = {
-        id(line): is_teaser(line.text, links)
+        id(line): is_teaser(line, links)
         for line in lines
         if line.kind in TEASER_KINDS or line.kind == "item"
     }
@@ -373,7 +379,7 @@ def add_missing_paragraphs(lines: list[Line], expected: list[str]) -> list[Line]
     """
     if not expected or not lines or len(expected) * len(lines) > MAX_COMPARISONS:
         return lines
-    line_texts = [normalized(line.text) for line in lines]
+    line_texts = [line.words for line in lines]
     last_found, last_line = -1, -1
     for index, paragraph in enumerate(expected):
         key = normalized(paragraph[:80])
