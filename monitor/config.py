@@ -210,6 +210,9 @@ class SourceConfig(_Model):
     interval: float | None = Field(None, description="How often to fetch ('30m'); default general.")
     enabled: bool = Field(True, description="Set false to keep a source without fetching it.")
     selectors: Selectors | None = Field(None, description="Required for kind = 'html'.")
+    article_selector: str | None = Field(
+        None, description="CSS selector of the article body on this source's pages (optional)."
+    )
     respect_robots: bool | None = Field(None, description="Override fetch.respect_robots.")
     max_new_articles: int | None = Field(None, ge=1, description="Override fetch.max_new_articles.")
     lastmod_days: float = Field(7, gt=0, description="Sitemaps: only URLs modified this recently.")

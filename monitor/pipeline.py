@@ -254,7 +254,9 @@ class Pipeline:
                 log.warning("%s: article %s: %s", source.name, item.url, exc.reason)
                 return
             try:
-                ingested = self.ingest_page(source_id, item, response)
+                ingested = self.ingest_page(
+                    source_id, item, response, selectors=source.article_selector
+                )
             except sqlite3.OperationalError as exc:  # store busy: not seen, retried next run
                 report.failed_pages += 1
                 retry_soon += 1
@@ -280,9 +282,13 @@ class Pipeline:
         # does not cost the source its conditional GETs.
         return not capped and retry_soon == 0
 
-    def ingest_page(self, source_id: int, item: Item, response: Response) -> Ingested | None:
+    def ingest_page(
+        self, source_id: int, item: Item, response: Response, *, selectors: str | None = None
+    ) -> Ingested | None:
         """Extract, store, dedupe and match one fetched page, all in one transaction."""
-        article = extract(response.content or response.text, response.final_url)
+        article = extract(
+            response.content or response.text, response.final_url, selectors=selectors
+        )
         declared = article.canonical_url
         url = item.url or response.final_url
         return self._store_article(

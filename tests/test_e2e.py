@@ -153,3 +153,19 @@ def test_cli_queries_the_store(site_config: Config, store: Store, tmp_path) -> N
     result = runner.invoke(app, ["digest", *db, "--preview", str(preview)])
     assert result.exit_code == 0, result.output
     assert "Hague" in preview.read_text()
+
+
+def test_source_article_selector_reaches_extraction(
+    site_config: Config, store: Store, site: SiteHost
+) -> None:
+    """A user-given body selector decides what text is kept for that source's pages."""
+    wire = next(s for s in site_config.sources if s.name == "Trade Wire")
+    narrowed = wire.model_copy(update={"article_selector": "div.newsletter"})
+    config = site_config.with_overrides(sources=[narrowed])
+    asyncio.run(Pipeline(config, store).run_cycle(force=True))
+    text = dict(store.query("SELECT url, text FROM articles"))
+    copy = next(v for k, v in text.items() if SYNDICATED in k)
+    assert "Trade Wire morning briefing" in copy and "Belt and Road" not in copy
+    # A page the selector does not fit falls back to automatic extraction.
+    hague = next(v for k, v in text.items() if "hague-designs" in k)
+    assert "Hague Agreement" in hague
