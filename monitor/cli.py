@@ -238,6 +238,20 @@ def hits(
 
 @app.command()
 @friendly_errors
+def stories(
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    fmt: FormatOpt = "table",
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 30,
+) -> None:
+    """List recent stories (one per piece of news) with how many sources carried them."""
+    config = _load(config_dir, db)
+    store = _open(config)
+    print_rows(reports.stories(store, limit=limit), _format(fmt), title="Stories")
+
+
+@app.command()
+@friendly_errors
 def search(
     query: Annotated[str, typer.Argument(help='FTS5 words or "phrases".')],
     config_dir: ConfigOpt = None,

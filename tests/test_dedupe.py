@@ -473,3 +473,22 @@ def test_deduper_gives_its_connection_a_page_cache_that_holds_the_band_index(
     store.conn.execute("PRAGMA cache_size = -200000")  # a larger cache is left alone
     Deduper(store)
     assert store.scalar("PRAGMA cache_size") == -200000
+
+
+def test_stories_command_lists_each_story_once_with_its_source_count(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    path = tmp_path / "cli.db"
+    store = Store.open(path)
+    feed(store, list(PAGES))
+    store.close()
+    result = CliRunner().invoke(app, ["stories", "--db", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == len({p.expect for p in PAGES.values()})
+    by_title = {row["title"]: row for row in rows}
+    cooperation = by_title[page("04").title]  # the official copy leads the story
+    assert (cooperation["article_count"], cooperation["source_count"]) == (5, 5)
+    assert cooperation["primary_url"] == page("04").url
