@@ -378,3 +378,8 @@ def test_a_control_character_in_the_text_is_not_a_sentence_break() -> None:
     spans = split_sentences(text)
     assert FoldedText(text).sentence_tokens(spans) == ["alpha", "beta", "gamma", "delta"]
     assert hit('"alpha beta"', text) is not None
+
+
+def test_a_query_alone_has_the_version_its_commitment_gets_without_exclude() -> None:
+    matcher = compile_matcher([Commitment("A", "@IP china")], ALIASES)
+    assert compile_query("@IP china", ALIASES).version == matcher.query_versions["A"]
