@@ -218,18 +218,20 @@ class Deduper:
             self.conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         # Body shingles of recently assigned articles: copies of a story arrive within
         # hours, so their candidates are mostly here and need no re-parsing. Bounded.
-        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+        # Keyed by id *and* content hash: a rolled-back article's id can be reused.
+        self._recent: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
 
-    def _remember(self, article_id: int, shingles: np.ndarray) -> None:
-        self._recent[article_id] = shingles
+    def _remember(self, key: tuple[int, str], shingles: np.ndarray) -> None:
+        self._recent[key] = shingles
         if len(self._recent) > RECENT_SHINGLES:
             self._recent.popitem(last=False)
 
-    def _shingles_of(self, article_id: int, text: str) -> np.ndarray:
-        shingles = self._recent.get(article_id)
+    def _shingles_of(self, other: sqlite3.Row) -> np.ndarray:
+        key = (other["id"], other["content_hash"] or "")
+        shingles = self._recent.get(key)
         if shingles is None:
-            shingles = body_shingles(text)
-            self._remember(article_id, shingles)
+            shingles = body_shingles(other["text"] or "")
+            self._remember(key, shingles)
         return shingles
 
     def is_official(self, url: str) -> bool:
@@ -274,7 +276,7 @@ class Deduper:
         if match is None and sketch is not None and sketch.keys:
             match = self._near(row, sketch)
         if sketch is not None and sketch.keys:
-            self._remember(article_id, sketch.shingles)
+            self._remember((article_id, digest), sketch.shingles)
             self.conn.executemany(
                 "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)",
                 [(key, article_id) for key in sketch.keys],
@@ -319,7 +321,7 @@ class Deduper:
         rows = {
             other["id"]: other
             for other in self.conn.execute(
-                "SELECT id, story_id, title, text FROM articles"
+                "SELECT id, story_id, title, text, content_hash FROM articles"
                 f" WHERE id IN ({','.join('?' * len(ids))}) AND story_id IS NOT NULL",
                 ids,
             )
@@ -330,7 +332,7 @@ class Deduper:
             other = rows.get(candidate_id)
             if other is None or other["story_id"] in checked_stories:
                 continue
-            shingles = self._shingles_of(candidate_id, other["text"] or "")
+            shingles = self._shingles_of(other)
             if min(shingles.size, sketch.shingles.size) < SHORT_SHINGLES and not _same_title(
                 other["title"], row["title"]
             ):

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitor.dedupe import (
@@ -492,3 +493,16 @@ def test_stories_command_lists_each_story_once_with_its_source_count(tmp_path: P
     cooperation = by_title[page("04").title]  # the official copy leads the story
     assert (cooperation["article_count"], cooperation["source_count"]) == (5, 5)
     assert cooperation["primary_url"] == page("04").url
+
+
+def test_a_rolled_back_articles_id_reused_later_is_not_confused(store: Store) -> None:
+    """SQLite reuses the rowid of a rolled-back insert; the shingle cache must notice."""
+    deduper = Deduper(store)
+    with pytest.raises(RuntimeError), store.transaction():
+        first = add(store, page("01"))
+        deduper.assign(first)
+        raise RuntimeError("rolled back")
+    reused = add(store, page("08"))
+    assert reused == first
+    row = store.query("SELECT id, text, content_hash FROM articles WHERE id = ?", (reused,))[0]
+    assert np.array_equal(deduper._shingles_of(row), body_shingles(page("08").text))
