@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python bench/dedupe.py --data ../shared/data/dedup-dev/articles.jsonl
-    .venv/bin/python bench/dedupe.py --data ... --scale 10000 100000 1000000
+    .venv/bin/python bench/dedupe.py --data ... --scale 10000 100000 1000000 --repeat 3
+    .venv/bin/python bench/dedupe.py --data out.jsonl --make-heldout ../shared/data/extraction-dev
 
 FILE is JSON lines with ``id, url, title, cluster, text`` (``transform`` is only used
 for the per-kind error table). Articles go in file order through the real stage:
@@ -18,8 +19,11 @@ store each page beforehand (row, FTS index, commit) are reported beside it.
 ``--scale N`` first bulk-loads N synthetic stored articles (rows, stories and band
 keys written directly with batched ``executemany``; their band keys are uniformly
 random, as an unrelated article's are) and then feeds FILE through the stage, so the
-time and the process RSS are those of a store of that size. The last line printed is
-one JSON object.
+time and the process RSS are those of a store of that size. ``--repeat R`` times R
+runs per size and keeps the least disturbed (see ``run``). ``--make-heldout DIR`` first
+writes FILE: a labelled set made from another corpus's texts with transformations
+written apart from the dev set's (see ``make_heldout``). The last line printed is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -246,7 +250,24 @@ def report_errors(rows: list[dict], stories: list[int]) -> None:
 
 
 def run(
-    rows: list[dict], threshold: float, preload: int = 0, workdir: Path | None = None
+    rows: list[dict],
+    threshold: float,
+    preload: int = 0,
+    workdir: Path | None = None,
+    repeat: int = 1,
+) -> dict[str, float]:
+    """Feed ``rows`` into a fresh store ``repeat`` times; the run with least CPU counts.
+
+    On a shared machine other processes only ever add time, so the least disturbed run
+    is the best estimate of what the stage itself costs (as ``timeit`` takes the
+    minimum). Quality is the same in every run.
+    """
+    runs = [_run_once(rows, threshold, preload, workdir) for _ in range(max(1, repeat))]
+    return min(runs, key=lambda result: result["cpu_ms_per_article"])
+
+
+def _run_once(
+    rows: list[dict], threshold: float, preload: int, workdir: Path | None
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "bench.db"
@@ -423,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         help="first write --data from the extraction set in DIR (see make_heldout)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for --make-heldout")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="timed runs per size; the least disturbed counts"
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="[dedupe] threshold")
     parser.add_argument(
         "--scale", type=int, nargs="*", default=[], help="stored articles to preload"
@@ -438,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         make_heldout(args.make_heldout, args.data, args.seed)
     rows = load(args.data)
 
-    result = run(rows, args.threshold)
+    result = run(rows, args.threshold, repeat=args.repeat)
     stories = result.pop("_stories")
     report_errors(rows, stories)  # type: ignore[arg-type]
     print(
@@ -462,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale:
         scale: dict[str, dict[str, float]] = {}
         for size in args.scale:
-            at = run(rows, args.threshold, preload=size, workdir=args.workdir)
+            at = run(rows, args.threshold, preload=size, workdir=args.workdir, repeat=args.repeat)
             at.pop("_stories")
             print(
                 f"at {size} stored: assign {at['ms_per_article']:.2f} ms/article "
