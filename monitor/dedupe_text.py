@@ -29,7 +29,7 @@ _CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af
 _CJK = re.compile(f"[{_CJK_RANGES}]")
 _WORD_OR_CJK = re.compile(f"[{_CJK_RANGES}]|[^\\W{_CJK_RANGES}]+")
 # A line that ends like a sentence (or a quotation, or a bracket).
-_SENTENCE_END = re.compile(r"[.!?…:;\"”’»)\]。！？」』）]\s*$")
+_SENTENCE_END = frozenset('.!?…:;"”’»)]。！？」』）')
 # Navigation bars: "Home | News | Business", "World > Asia-Pacific", "Login  Register".
 _NAV_SEPARATOR = re.compile(r"\s[|>»·•/]\s|\S\s{2,}\S")
 # "Related:", "Share this article:", "Tags:": a short label ending in a colon.
@@ -78,6 +78,12 @@ def _length(line: str) -> int:
     return count
 
 
+def _is_notice(line: str) -> bool:
+    folded = line.casefold()
+    hinted = "cookie" in folded or "reserved" in folded or "©" in folded  # cheap pre-check
+    return hinted and _BOILERPLATE.search(line) is not None
+
+
 def strip_dateline(line: str) -> str:
     """Drop up to three stacked wire datelines ("GENEVA (Reuters) - AP - ...")."""
     for _ in range(3):
@@ -117,7 +123,7 @@ def body_lines(text: str) -> list[str]:
         if any(other != line and other.startswith(line) for other in following):
             continue
         count = _length(line)
-        punctuated = _SENTENCE_END.search(line) is not None
+        punctuated = line[-1] in _SENTENCE_END  # lines are stripped and not empty
         if count < MIN_LINE_WORDS or (not punctuated and count < MIN_UNPUNCTUATED_WORDS):
             continue
         if not punctuated and len(_NAV_SEPARATOR.findall(line)) >= 2:
@@ -125,7 +131,7 @@ def body_lines(text: str) -> list[str]:
         label = _LABEL.match(line) if ":" in line[:40] else None
         if label and labels.get(label.group(1).casefold(), 0) >= 2 and count <= 40:
             continue
-        if count <= 60 and _BOILERPLATE.search(line):
+        if count <= 60 and _is_notice(line):
             continue
         kept.append(line)
     if not kept:
