@@ -60,7 +60,7 @@ ANCHOR_TIMEOUT = 45.0
 FINAL_TIMEOUT = 180.0
 #: Delay ranges after each anchor (seconds): a start takes 2 s on an idle machine, 15 s on
 #: a crowded one, so ``start`` kills land in imports, migrations and the first tick.
-DELAYS = {"start": (0.0, 4.0), "ingest": (0.0, 2.5), "delivery": (0.0, 1.2)}
+DELAYS = {"start": (0.0, 4.0), "ingest": (0.0, 0.8), "delivery": (0.0, 1.2)}
 
 
 @dataclass
