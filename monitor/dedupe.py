@@ -4,15 +4,22 @@ Three layers, cheapest first:
 
 1. **URL**: ``canonical_url`` folds scheme/host case, default ports, fragments, trailing
    slashes and tracking parameters (courlan), and prefers a page's declared
-   ``rel=canonical``/``og:url`` when it is plausible.
+   ``rel=canonical``/``og:url`` when it is on the same registrable domain.
 2. **Exact content**: ``content_hash`` of the text with case, whitespace and punctuation
    folded, looked up through the ``articles_content_hash`` index.
-3. **Near-duplicates**: MinHash over word shingles, banded for LSH; band keys live in
-   ``article_bands`` (indexed), so nothing is rebuilt on restart and memory does not grow
-   with the store. Candidates are confirmed on the bodies themselves.
+3. **Near-duplicates**: MinHash over word 5-gram shingles of the article's *body* (site
+   chrome stripped by line shape, see ``monitor.dedupe_text``), banded for LSH: one
+   signature of the whole body and one of its opening words, because republishers trim
+   endings but keep the lead. Band keys live in ``article_bands`` (indexed), so nothing is
+   rebuilt on restart and memory does not grow with the store. Candidates are confirmed
+   on the bodies: ``threshold`` (``[dedupe] threshold``, default 0.5) is the share of the
+   shorter body's shingles found in the longer one, so a copy abridged to its first 60%
+   scores ~1; and the overlap must start at both leads or cover half the longer body,
+   so an unrelated article quoting a few sentences does not join.
 
 A duplicate joins its original's story; the story's primary article is the first seen
-unless an official source (``[dedupe] official_domains``) carries the story.
+unless an official source (``[dedupe] official_domains``) carries the story. Stories are
+never merged: an article that matches two stories joins the closer one.
 """
 
 from __future__ import annotations
