@@ -217,14 +217,17 @@ class Pipeline:
         """Store the new items; True when none is left for a later run."""
         unseen_keys = self.store.unseen_item_keys(source_id, [item.key for item in items])
         fresh = [item for item in items if item.key in unseen_keys]
-        linked = [item for item in fresh if item.url]
-        known = self.store.known_urls(
-            [u for item in linked for u in (item.url, canonical_url(item.url or ""))]
-        )
+        # Each linked item's (url, canonical url), computed once.
+        urls = {item.key: (item.url, canonical_url(item.url)) for item in fresh if item.url}
+        known = self.store.known_urls([u for pair in urls.values() for u in pair])
+        todo = []
         for item in fresh:
-            if item.url and (item.url in known or canonical_url(item.url) in known):
+            if item.key not in urls:
+                continue
+            if known.intersection(urls[item.key]):
                 self.store.mark_item_seen(source_id, item.key, item.url)
-        todo = [i for i in linked if i.url not in known and canonical_url(i.url or "") not in known]
+            else:
+                todo.append(item)
         cap = source.max_new_articles or self.config.fetch.max_new_articles
         capped = len(todo) > cap
         todo = todo[:cap]
