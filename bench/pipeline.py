@@ -17,8 +17,9 @@ The articles: pages about 15-25 KB (header with navigation, sidebar of related l
 footer, an inline script, then the article), whose text is 8-30 sentences drawn at
 random from ``../shared/data/dedup-dev/articles.jsonl`` (general prose), one article in
 four with every other sentence from the labelled texts of ``fixtures/match_quality``
-(IP-policy prose, much of it matching commitments), so most pages are distinct
-stories; 10 % are syndicated copies of an earlier article on another feed (same text,
+(IP-policy prose, much of it matching commitments), one word in eight swapped for
+another so that sentences are not shared verbatim by hundreds of articles; most pages are
+distinct stories; 10 % are syndicated copies of an earlier article on another feed (same text,
 another title and chrome) that dedupe must fold into the original's story. Without the
 dev files the texts are synthetic. ``--data DIR`` replaces the sentence pool with the
 texts of DIR's ``*.json`` (``{"title", "text"}``) and ``*.jsonl`` files.
@@ -111,7 +112,19 @@ def sentence_pools(data: Path | None) -> tuple[list[str], list[str]]:
             " ".join(rng.choice(words) for _ in range(rng.randint(12, 30))).capitalize() + "."
             for _ in range(5000)
         ]
-    return policy or general, general
+    # the dev set holds clusters of copies: keep each sentence once
+    return list(dict.fromkeys(policy or general)), list(dict.fromkeys(general))
+
+
+def vary(sentence: str, rng: random.Random, vocabulary: list[str]) -> str:
+    """One word in eight swapped for another: a pool of a few thousand sentences drawn
+    20,000 times would otherwise make every article share whole sentences with a hundred
+    others, which real news does not (and which dedupe would have to look at)."""
+    words = sentence.split()
+    for index in range(len(words)):
+        if rng.random() < 0.125:
+            words[index] = rng.choice(vocabulary)
+    return " ".join(words)
 
 
 CHROME_LINKS = [
@@ -181,11 +194,14 @@ def feed_xml(site: int, items: list[tuple[str, str, str, datetime]]) -> str:
     )
 
 
-def build_site(root: Path, count: int, data: Path | None, seed: int) -> dict[str, int]:
+def build_site(
+    root: Path, count: int, data: Path | None, seed: int, per_feed: int = PER_FEED
+) -> dict[str, int]:
     """Write ``count`` pages and their feeds under ``root``; return what was built."""
     rng = random.Random(seed)
     policy, general = sentence_pools(data)
-    feeds = max(1, -(-count // PER_FEED))
+    vocabulary = sorted({w for sentence in general for w in sentence.split()})
+    feeds = max(1, -(-count // per_feed))
     items: dict[int, list[tuple[str, str, str, datetime]]] = defaultdict(list)
     texts: list[list[str]] = []
     base = datetime(2025, 1, 1, tzinfo=UTC)
@@ -201,6 +217,7 @@ def build_site(root: Path, count: int, data: Path | None, seed: int) -> dict[str
             sentences = rng.sample(general, min(len(general), length))
             if rng.random() < 0.25:  # an IP-policy article: half its sentences on policy
                 sentences[::2] = rng.sample(policy, len(sentences[::2]))
+            sentences = [vary(sentence, rng, vocabulary) for sentence in sentences]
             paragraphs = [" ".join(sentences[i : i + 3]) for i in range(0, len(sentences), 3)]
         texts.append(paragraphs)
         title = f"{paragraphs[0][:90].rsplit(' ', 1)[0]} ({number})"
@@ -214,11 +231,13 @@ def build_site(root: Path, count: int, data: Path | None, seed: int) -> dict[str
     return {"feeds": feeds, "pages": count, "copies": copies}
 
 
-def serve_site(root: Path, count: int, data: Path | None, seed: int, conn: Any) -> None:
+def serve_site(
+    root: Path, count: int, data: Path | None, seed: int, per_feed: int, conn: Any
+) -> None:
     """Child process: build the site, serve it, report (port, built) and wait to be told to stop."""
     from monitor.sitehost import SiteHost
 
-    built = build_site(root, count, data, seed)
+    built = build_site(root, count, data, seed, per_feed)
     with SiteHost(root) as host:
         conn.send((host.port, built))
         conn.recv()
@@ -277,7 +296,9 @@ max_new_articles = {count}
     return directory
 
 
-def run(count: int, data: Path | None, seed: int, workdir: Path) -> dict[str, Any]:
+def run(
+    count: int, data: Path | None, seed: int, workdir: Path, per_feed: int = PER_FEED
+) -> dict[str, Any]:
     import monitor.pipeline as pipeline_module
     from monitor.config import load_config
     from monitor.dedupe import Deduper
@@ -287,7 +308,9 @@ def run(count: int, data: Path | None, seed: int, workdir: Path) -> dict[str, An
 
     parent_end, child_end = multiprocessing.get_context("spawn").Pipe()
     child = multiprocessing.get_context("spawn").Process(
-        target=serve_site, args=(workdir / "site", count, data, seed, child_end), daemon=True
+        target=serve_site,
+        args=(workdir / "site", count, data, seed, per_feed, child_end),
+        daemon=True,
     )
     started = time.perf_counter()
     child.start()
@@ -367,14 +390,15 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=20_000, help="pages on the site")
     parser.add_argument("--data", type=Path, help="directory of *.json / *.jsonl texts")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--per-feed", type=int, default=PER_FEED, help="articles per feed")
     parser.add_argument("--keep", type=Path, help="work directory to keep (default: temporary)")
     args = parser.parse_args()
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        result = run(args.articles, args.data, args.seed, args.keep)
+        result = run(args.articles, args.data, args.seed, args.keep, args.per_feed)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as workdir:
-            result = run(args.articles, args.data, args.seed, Path(workdir))
+            result = run(args.articles, args.data, args.seed, Path(workdir), args.per_feed)
     print(json.dumps(result))
 
 
