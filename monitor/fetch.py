@@ -509,6 +509,8 @@ class Fetcher:
         self._hosts: dict[str, _HostState] = {}
         self._robots = robots_cache if robots_cache is not None else RobotsCache()
         self._robots_locks: dict[str, asyncio.Lock] = {}
+        self._robots_failures: dict[str, _RobotsEntry] = {}  # this run only
+        self._robots_asked: set[str] = set()  # origins whose robots.txt this run fetched
         self._limit = int(settings.max_body_mb * 1024 * 1024)
         self.robots_agent = settings.user_agent.split("/", 1)[0].strip() or "*"
 
@@ -668,17 +670,32 @@ class Fetcher:
         entry = await self._robots_for(url)
         if entry.error is not None:
             raise TransientFetchError(entry.error)
-        if entry.parser is not None and not entry.parser.can_fetch(url, self.robots_agent):
+        if not self._robots_allow(entry, url) and host_key(url) not in self._robots_asked:
+            # A "yes" is kept for robots_ttl; a "no" from an earlier run is asked again once
+            # per run (one request), so a site owner who lets us in is heard next cycle.
+            entry = await self._robots_for(url, refresh=True)
+        if not self._robots_allow(entry, url):
             raise RobotsDisallowedError("disallowed by robots.txt")
 
-    async def _robots_for(self, url: str) -> _RobotsEntry:
+    def _robots_allow(self, entry: _RobotsEntry, url: str) -> bool:
+        return entry.parser is None or bool(entry.parser.can_fetch(url, self.robots_agent))
+
+    async def _robots_for(self, url: str, *, refresh: bool = False) -> _RobotsEntry:
         key = host_key(url)
         lock = self._robots_locks.setdefault(key, asyncio.Lock())
         async with lock:  # one robots.txt fetch per host, however many requests wait on it
-            entry = self._robots.get(key, self.robots_agent)
-            if entry is None:
+            entry = self._robots.get(key, self.robots_agent) or self._robots_failures.get(key)
+            if refresh and key in self._robots_asked:
+                refresh = False  # another request refreshed it while we waited for the lock
+            if entry is None or entry.expires <= time.monotonic() or refresh:
+                self._robots_asked.add(key)
                 entry = await self._fetch_robots(url)
-                self._robots.put(key, self.robots_agent, entry)
+                if entry.error is None:
+                    self._robots.put(key, self.robots_agent, entry)
+                else:
+                    # A host that could not be reached is tried again next cycle (the source
+                    # backs off on its own); within this run its other URLs fail fast.
+                    self._robots_failures[key] = entry
             if entry.crawl_delay:
                 self._host(key).delay = entry.crawl_delay
             return entry

@@ -216,9 +216,41 @@ def test_robots_cache_outlives_one_fetcher(host: SiteHost) -> None:
     host.route("/" + PAGE, tracker)
     asyncio.run(cycle())
     asyncio.run(cycle())
-    assert host.counts["/robots.txt"] == 1
+    # Once for the first cycle; the second cycle asks again only because a URL was
+    # disallowed (a "no" is re-checked once per run, a "yes" is kept for robots_ttl).
+    assert host.counts["/robots.txt"] == 2
     # The cached Crawl-delay still spaces the second cycle's requests.
     assert tracker.arrivals[3] - tracker.arrivals[2] >= 0.17
+
+
+def test_a_site_that_lifts_its_disallow_is_heard_next_cycle(host: SiteHost) -> None:
+    cache = RobotsCache()
+    host.robots_txt = "User-agent: *\nDisallow: /feeds/\n"
+
+    async def cycle() -> Response:
+        async with Fetcher(settings(), robots_cache=cache) as fetcher:
+            return await fetcher.get(host.url(PAGE))
+
+    with pytest.raises(RobotsDisallowedError):
+        asyncio.run(cycle())
+    host.robots_txt = "User-agent: *\nAllow: /\n"
+    assert asyncio.run(cycle()).status == 200
+    assert asyncio.run(cycle()).status == 200
+    assert host.counts["/robots.txt"] == 2  # the "yes" is cached again
+
+
+def test_an_unreachable_host_is_tried_again_next_cycle(host: SiteHost) -> None:
+    cache = RobotsCache()
+    host.fault("robots.txt", reset=True, body=b"x" * 100, status=200)
+
+    async def cycle() -> Response:
+        async with Fetcher(settings(), robots_cache=cache) as fetcher:
+            return await fetcher.get(host.url(PAGE))
+
+    with pytest.raises(TransientFetchError, match="connection reset"):
+        asyncio.run(cycle())
+    host.clear("robots.txt")
+    assert asyncio.run(cycle()).status == 200
 
 
 def test_missing_robots_allows_and_unreachable_robots_defers(host: SiteHost) -> None:
