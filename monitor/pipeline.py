@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 from monitor.clock import iso, now, now_iso
 from monitor.config import Config, SourceConfig
 from monitor.dedupe import Deduper, canonical_url, content_hash
-from monitor.discover import Item, discover
+from monitor.discover import Item, discover, discover_all
 from monitor.errors import FetchError, PermanentFetchError, RobotsDisallowedError
 from monitor.extract import Article, extract
-from monitor.fetch import Fetcher, Response, next_attempt_delay
+from monitor.fetch import Fetcher, Response, RobotsCache, next_attempt_delay
 from monitor.match import Hit, Matcher, compile_matcher
 from monitor.store import NewArticle, Store
 
@@ -107,6 +107,8 @@ class Pipeline:
             threshold=config.dedupe.threshold,
         )
         self.sources = {source.name: source for source in config.sources}
+        # robots.txt answers outlive one cycle's Fetcher (robots_ttl, default a day).
+        self.robots_cache = RobotsCache()
         store.sync_sources(config.sources)
         store.sync_commitments(config.commitments, dict(self.matcher.query_versions))
 
@@ -128,7 +130,7 @@ class Pipeline:
             )
         chosen = [self.sources[name] for name in names if name in self.sources]
         report = CycleReport()
-        async with Fetcher(self.config.fetch) as fetcher:
+        async with Fetcher(self.config.fetch, robots_cache=self.robots_cache) as fetcher:
 
             async def one(source: SourceConfig) -> SourceReport:
                 try:
@@ -171,7 +173,7 @@ class Pipeline:
                 last_modified=last_modified,
                 respect_robots=source.respect_robots,
             )
-            items = [] if response.not_modified else await self._discover(source, response)
+            items = [] if response.not_modified else await self._discover(source, response, fetcher)
         except FetchError as exc:
             self._source_failed(source, source_id, exc, started, report)
             return report
@@ -192,12 +194,20 @@ class Pipeline:
         self._source_succeeded(source, source_id, response, started, report)
         return report
 
-    async def _discover(self, source: SourceConfig, response: Response) -> list[Item]:
+    async def _discover(
+        self, source: SourceConfig, response: Response, fetcher: Fetcher | None = None
+    ) -> list[Item]:
         """discover() in a worker thread: a hostile feed of tens of thousands of items takes
         seconds to parse, and the other sources' requests must not stall meanwhile. A parser
         that chokes on hostile bytes fails this source (recorded, backed off), not the cycle.
         """
         try:
+            if source.kind == "sitemap" and fetcher is not None:  # an index has children
+                return await discover_all(
+                    source,
+                    response,
+                    lambda url: fetcher.get(url, respect_robots=source.respect_robots),
+                )
             return await asyncio.to_thread(discover, source, response)
         except FetchError:
             raise

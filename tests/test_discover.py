@@ -332,3 +332,35 @@ def test_feed_titles_and_summaries_are_plain_text() -> None:
     assert html_to_text("<p>One <b>two</b></p><p>three</p><script>x()</script>") == "One two three"
     assert html_to_text("AT&amp;T &lt;patents&gt;") == "AT&T <patents>"
     assert html_to_text("   ") is None
+
+
+def test_pipeline_follows_a_sitemap_index_and_shares_robots_between_cycles(
+    host: SiteHost, tmp_path: Path
+) -> None:
+    from monitor.config import load_config
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    (tmp_path / "monitor.toml").write_text(
+        "[fetch]\nallow_private_networks = true\nmin_delay = 0\nconnect_timeout = 2\n"
+        "read_timeout = 2\ntotal_timeout = 5\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "sources.toml").write_text(
+        f'[[source]]\nname = "Index"\nkind = "sitemap"\n'
+        f'url = "{host.url("feeds/sitemap-index.xml")}"\nlastmod_days = {days_since(2025)}\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path)
+    store = Store.open(tmp_path / "monitor.db")
+    try:
+        pipeline = Pipeline(config, store)
+        robots_before = host.counts["/robots.txt"]
+        report = asyncio.run(pipeline.run_cycle(force=True))
+        asyncio.run(pipeline.run_cycle(force=True))
+        pages = {row["url"].rsplit("/", 1)[1] for row in store.query("SELECT url FROM fetches")}
+    finally:
+        store.close()
+    assert report.sources[0].outcome == "ok" and report.sources[0].items == 4
+    assert {"n1.html", "s1.html", "s3.html", "s4.html"} <= pages  # tried (404 here)
+    assert host.counts["/robots.txt"] == robots_before + 1  # one ask for two cycles
