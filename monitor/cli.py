@@ -182,12 +182,15 @@ def demo(
 @app.command()
 @friendly_errors
 def sources(config_dir: ConfigOpt = None, db: DbOpt = None, fmt: FormatOpt = "table") -> None:
-    """List sources with their last fetch, errors and health."""
+    """List sources with their health: ok, failing (why), or silent (no new item for long)."""
+    from monitor.fetch_health import source_health
+
     config = _load(config_dir, db)
     store = _open(config)
     store.sync_sources(config.sources)
+    intervals = {s.name: config.source_interval(s).total_seconds() for s in config.sources}
     print_rows(
-        reports.sources(store),
+        [health.row() for health in source_health(store, intervals=intervals)],
         _format(fmt),
         title="Sources",
         columns=None
@@ -195,11 +198,12 @@ def sources(config_dir: ConfigOpt = None, db: DbOpt = None, fmt: FormatOpt = "ta
         else [
             "name",
             "kind",
-            "enabled",
+            "status",
             "last_success_at",
             "last_error",
             "consecutive_failures",
             "items_seen",
+            "silent",
             "next_fetch_at",
         ],
     )
@@ -518,6 +522,74 @@ def serve(
 
     config = load_config(config_dir, database=str(db) if db else None)
     run_server(config.database_path, host=host, port=port)
+
+
+@app.command("add-source")
+@friendly_errors
+def add_source_command(
+    url: Annotated[str, typer.Argument(help="A site, page, feed or sitemap URL.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name (default: the feed's title).")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more.")] = None,
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Find the feed of a site (<link rel=alternate>, common paths) and add it to sources.toml."""
+    from monitor.opml import add_source
+
+    config = _load(config_dir, db)
+    added = asyncio.run(add_source(config, url, name=name, tags=tag or []))
+    typer.echo(
+        f"added {added.name!r}: {added.kind} {added.url}"
+        f" ({added.items} items now; found via {added.how})"
+    )
+
+
+@app.command("import-opml")
+@friendly_errors
+def import_opml_command(
+    file: Annotated[Path, typer.Argument(help="OPML file exported by a feed reader.")],
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Add the feeds of an OPML file to sources.toml (folders become tags; known URLs skipped)."""
+    from monitor.opml import append_sources, parse_opml, writable_sources_file
+
+    config = _load(config_dir, db)
+    sources_file = writable_sources_file(config)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
+    added, skipped = append_sources(sources_file, config.sources, parse_opml(data))
+    for source in added:
+        typer.echo(f"added   {source.name} ({source.kind}) {source.url}")
+    for source in skipped:
+        typer.echo(f"skipped {source.name}: {source.url} is configured already")
+    typer.echo(f"{len(added)} added, {len(skipped)} skipped, to {sources_file}")
+
+
+@app.command("export-opml")
+@friendly_errors
+def export_opml_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Write every source as OPML 2.0, for feed readers (listing pages as type="link")."""
+    from monitor.opml import export_opml
+
+    config = _load(config_dir, db)
+    document = export_opml(config.sources)
+    if output is None:
+        sys.stdout.buffer.write(document + b"\n")
+        sys.stdout.flush()
+    else:
+        output.write_bytes(document + b"\n")
+        typer.echo(f"{len(config.sources)} sources written to {output}", err=True)
 
 
 def main() -> None:

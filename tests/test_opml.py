@@ -170,3 +170,41 @@ def test_add_source_without_a_feed_gives_advice(site: SiteHost, tmp_path: Path) 
 def test_the_shipped_config_is_not_edited() -> None:
     with pytest.raises(ConfigError, match="shipped configuration is not edited"):
         writable_sources_file(load_config(default_config_dir()))
+
+
+# -- the commands ---------------------------------------------------------------------------------
+
+
+def test_cli_add_import_export_and_sources(site: SiteHost, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    directory = config_dir(tmp_path)
+    runner = CliRunner()
+    common = ["--config", str(directory), "--db", str(tmp_path / "monitor.db")]
+
+    added = runner.invoke(app, ["add-source", site.url("feeds/homepage.html"), *common])
+    assert added.exit_code == 0, added.output
+    assert "added 'IP News (fixture)': feed" in added.output
+
+    opml_file = tmp_path / "in.opml"
+    opml_file.write_bytes((FIXTURE.read_bytes()).replace(b"{{SITE}}", site.base_url.encode()))
+    imported = runner.invoke(app, ["import-opml", str(opml_file), *common])
+    assert imported.exit_code == 0, imported.output
+    assert "2 added, 1 skipped" in imported.output  # rss2.xml was added by add-source
+
+    exported = runner.invoke(app, ["export-opml", *common])
+    assert exported.exit_code == 0, exported.output
+    assert [s.name for s in parse_opml(exported.stdout_bytes)] == [
+        "IP News (fixture)",
+        "Atom fixture",
+        "Old feed",
+    ]
+
+    listed = runner.invoke(app, ["sources", "--format", "json", *common])
+    assert listed.exit_code == 0, listed.output
+    assert '"status": "new: not fetched yet"' in listed.output
+
+    missing = runner.invoke(app, ["add-source", site.url("feeds/articles/one.html"), *common])
+    assert missing.exit_code == 1 and "CSS selectors" in missing.output
