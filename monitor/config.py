@@ -170,7 +170,13 @@ class DedupeConfig(_Model):
         ],
         description="Domains whose copy becomes a story's primary source.",
     )
-    threshold: float = Field(0.5, gt=0, le=1, description="Similarity that makes a near-duplicate.")
+    threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Near-duplicate when this share of the shorter body's word 5-grams "
+        "is found in the longer one.",
+    )
 
 
 class MaintenanceConfig(_Model):

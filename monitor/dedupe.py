@@ -145,11 +145,6 @@ MAX_BAND_ROWS = 2000
 #: articles; such a match must also have the same title.
 SHORT_WORDS = 25
 SHORT_SHINGLES = 20
-#: SQLite page cache (KiB) the deduper asks of its connection. A band lookup is one
-#: B-tree seek per key; with SQLite's default 2 MB cache, the index's interior pages
-#: fall out of memory once the store holds a few hundred thousand articles and every
-#: seek reads several pages. 64 MB holds them past a million articles, and is a cap.
-PAGE_CACHE_KIB = 64 * 1024
 #: Body shingles kept in memory for recently assigned articles (about 6 KB each).
 RECENT_SHINGLES = 2048
 
@@ -218,11 +213,7 @@ class Deduper:
         self.conn: sqlite3.Connection = store.conn
         self.official_domains = tuple(d.lower().lstrip(".") for d in official_domains)
         self.threshold = threshold
-        cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
-        page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
-        cache_kib = -cache if cache < 0 else cache * page_size // 1024
-        if cache_kib < PAGE_CACHE_KIB:
-            self.conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+        # The page cache that band-key lookups need is set by store.connect().
         # Body shingles of recently assigned articles: copies of a story arrive within
         # hours, so their candidates are mostly here and need no re-parsing. Bounded.
         # Keyed by id *and* content hash: a rolled-back article's id can be reused.

@@ -89,3 +89,21 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the store"):
         Store.open(path)
+
+
+def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    from monitor.store import MIGRATIONS, connect
+
+    path = tmp_path / "old.db"
+    conn = connect(path)
+    MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO sources (name, kind, url, created_at) VALUES ('a', 'feed', 'https://a/', 'x')"
+    )
+    conn.close()
+    store = Store.open(path)
+    assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
+    assert store.scalar("SELECT name FROM sources") == "a"  # data kept
+    indexes = {r["name"] for r in store.query("PRAGMA index_list(stories)")}
+    assert "stories_primary_article" in indexes
