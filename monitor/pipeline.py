@@ -226,6 +226,7 @@ class Pipeline:
     ) -> bool:
         """Store the new items; True when none is left for a later run."""
         unseen_keys = self.store.unseen_item_keys(source_id, [item.key for item in items])
+        unseen_keys |= self._reused_keys(source_id, [i for i in items if i.key not in unseen_keys])
         fresh = [item for item in items if item.key in unseen_keys]
         # Each linked item's (url, canonical url), computed once.
         urls = {item.key: (item.url, canonical_url(item.url)) for item in fresh if item.url}
@@ -294,6 +295,24 @@ class Pipeline:
         # A page gone for good (404, robots) is retried only when the feed changes, so it
         # does not cost the source its conditional GETs.
         return not capped and retry_soon == 0
+
+    def _reused_keys(self, source_id: int, seen: list[Item]) -> set[str]:
+        """Keys seen before for another link: feeds that reuse GUIDs (a position, "1", for
+        whatever is newest) would otherwise hide every new article behind an old key."""
+        linked = {item.key: item.url for item in seen if item.url}
+        keys = list(linked)
+        reused: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.store.query(
+                "SELECT item_key, url FROM seen_items"
+                f" WHERE source_id = ? AND item_key IN ({marks})",
+                (source_id, *chunk),
+            ):
+                if row["url"] and row["url"] != linked[row["item_key"]]:
+                    reused.add(row["item_key"])
+        return reused
 
     def ingest_page(
         self, source_id: int, item: Item, response: Response, *, selectors: str | None = None

@@ -364,3 +364,43 @@ def test_pipeline_follows_a_sitemap_index_and_shares_robots_between_cycles(
     assert report.sources[0].outcome == "ok" and report.sources[0].items == 4
     assert {"n1.html", "s1.html", "s3.html", "s4.html"} <= pages  # tried (404 here)
     assert host.counts["/robots.txt"] == robots_before + 1  # one ask for two cycles
+
+
+def test_pipeline_sees_new_articles_behind_a_reused_guid(host: SiteHost, tmp_path: Path) -> None:
+    """Some feeds reuse GUIDs ("1" is whatever is newest); the link tells the items apart."""
+    from monitor.config import load_config
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    (tmp_path / "monitor.toml").write_text(
+        "[fetch]\nallow_private_networks = true\nmin_delay = 0\n", encoding="utf-8"
+    )
+    (tmp_path / "sources.toml").write_text(
+        f'[[source]]\nname = "Reuse"\nurl = "{host.url("feeds/reuse.xml")}"\n', encoding="utf-8"
+    )
+
+    def serve_feed(link: str) -> None:
+        body = (
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>R</title>'
+            f"<item><title>Newest</title><link>{host.url(link)}</link><guid>1</guid></item>"
+            "</channel></rss>"
+        )
+        host.fault(
+            "feeds/reuse.xml",
+            status=200,
+            body=body.encode(),
+            headers={"Content-Type": "application/rss+xml"},
+        )
+
+    store = Store.open(tmp_path / "monitor.db")
+    try:
+        pipeline = Pipeline(load_config(tmp_path), store)
+        serve_feed("feeds/articles/one.html")
+        first = asyncio.run(pipeline.run_cycle(force=True)).sources[0]
+        serve_feed("feeds/nofeed/index.html")
+        second = asyncio.run(pipeline.run_cycle(force=True)).sources[0]
+        third = asyncio.run(pipeline.run_cycle(force=True)).sources[0]
+    finally:
+        store.close()
+    assert (first.new_articles, second.new_articles, third.new_articles) == (1, 1, 0)
+    assert host.counts["/feeds/nofeed/index.html"] == 1
