@@ -703,22 +703,26 @@ class Fetcher:
     async def _fetch_robots(self, url: str) -> _RobotsEntry:
         parts = urlsplit(url)
         robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
-        now = time.monotonic()
+        started = time.monotonic()
         try:
-            response = await self._get(robots_url, None, None, False, now, limit=ROBOTS_MAX_BYTES)
+            response = await self._get(
+                robots_url, None, None, False, started, limit=ROBOTS_MAX_BYTES
+            )
         except TransientFetchError as exc:
             # RFC 9309: an unreachable robots.txt means "assume disallowed", for a while.
             # Without an HTTP status the host itself is unreachable: say that plainly.
             error = exc.reason if exc.status is None else f"robots.txt unavailable ({exc.reason})"
-            return _RobotsEntry(None, now + ROBOTS_RETRY_S, error=error)
+            return _RobotsEntry(None, time.monotonic() + ROBOTS_RETRY_S, error=error)
         except BlockedAddressError:
             raise
         except PermanentFetchError:
             # 4xx (and oversize, odd redirects): RFC 9309 says the crawler may access anything.
-            return _RobotsEntry(None, now + self.settings.robots_ttl)
+            return _RobotsEntry(None, time.monotonic() + self.settings.robots_ttl)
         parser = Protego.parse(response.text)
         crawl_delay = min(float(parser.crawl_delay(self.robots_agent) or 0), MAX_CRAWL_DELAY)
-        return _RobotsEntry(parser, now + self.settings.robots_ttl, crawl_delay=crawl_delay)
+        # The answer's age counts from when it arrived, not from when we asked.
+        expires = time.monotonic() + self.settings.robots_ttl
+        return _RobotsEntry(parser, expires, crawl_delay=crawl_delay)
 
     def _host(self, key: str) -> _HostState:
         state = self._hosts.get(key)

@@ -196,7 +196,7 @@ def test_robots_is_fetched_once_per_host_and_expires(host: SiteHost) -> None:
 
     asyncio.run(run(settings(), 0))
     assert host.counts["/robots.txt"] == 1
-    asyncio.run(run(settings(robots_ttl=0.2), 0.3))
+    asyncio.run(run(settings(robots_ttl=1.5), 1.6))  # 1.5 s: room for a slow, loaded box
     assert host.counts["/robots.txt"] == 3  # one more fetcher, then one expiry
 
 
@@ -293,7 +293,7 @@ def test_min_delay_spaces_requests_to_one_host(host: SiteHost) -> None:
 
 
 def test_per_host_limit_is_never_exceeded(host: SiteHost) -> None:
-    tracker = InFlight(0.2)
+    tracker = InFlight(0.5)  # long enough that the requests overlap even on a loaded box
     host.route("/slow", tracker)
 
     async def run() -> None:
@@ -306,7 +306,7 @@ def test_per_host_limit_is_never_exceeded(host: SiteHost) -> None:
 
 def test_global_concurrency_limit_across_hosts() -> None:
     everywhere = InFlight(0)  # counts overlaps over all three hosts
-    trackers = [InFlight(0.2, also=everywhere) for _ in range(3)]
+    trackers = [InFlight(0.5, also=everywhere) for _ in range(3)]
     hosts = [SiteHost(FIXTURES).start() for _ in range(3)]
     try:
         for site, tracker in zip(hosts, trackers, strict=True):
