@@ -62,6 +62,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -248,9 +249,27 @@ def serve_site(
 # -- the pipeline, timed -----------------------------------------------------------------------
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Timers:
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
+
+    def count(self, owner: Any, name: str, counter: dict[str, int]) -> None:
+        inner: Callable[..., Any] = getattr(owner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            result = inner(*args, **kwargs)
+            counter["n"] += 1
+            return result
+
+        setattr(owner, name, counted)
 
     def wrap(self, owner: Any, name: str, stage: str) -> None:
         inner: Callable[..., Any] = getattr(owner, name)
@@ -333,8 +352,20 @@ def run(
 
     cpu_before = os.times()
     wall_started = time.perf_counter()
+    samples: list[tuple[float, float, int]] = []  # (seconds, RSS MB, articles stored)
+    stop_sampling = threading.Event()
+
+    def sample_rss() -> None:
+        while not stop_sampling.wait(1.0):
+            samples.append((time.perf_counter() - wall_started, rss_mb(), stored["n"]))
+
+    stored = {"n": 0}
+    timers.count(Pipeline, "_store_article", stored)
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     report = asyncio.run(pipeline.run_cycle(force=True))
     wall = time.perf_counter() - wall_started
+    stop_sampling.set()
     cpu_after = os.times()
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
 
@@ -368,6 +399,14 @@ def run(
         file=sys.stderr,
     )
     print(f"wall {wall:.1f} s, pipeline CPU {cpu:.1f} s, site server CPU {server_cpu:.1f} s")
+    if samples:
+        peak = max(samples, key=lambda s: s[1])
+        print(
+            f"RSS: peak {peak[1]:.0f} MB at {peak[0]:.0f} s ({peak[2]:,} articles stored); "
+            + ", ".join(
+                f"{samples[int(len(samples) * q)][1]:.0f} MB at {q:.0%}" for q in (0.1, 0.5, 0.9)
+            )
+        )
     for stage in STAGES:
         print(f"  {stage:9} {stages[stage]:8.1f} s  {stages[stage] / wall:6.1%}")
     return {
