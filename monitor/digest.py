@@ -49,6 +49,7 @@ from monitor.deliver import (
     outbox_file,
     recipients_of,
 )
+from monitor.fetch_health import describe_duration, source_health
 from monitor.store import Store
 
 __all__ = [
@@ -163,6 +164,9 @@ class Coverage:
     fetched: int
     never_fetched: int
     failing: tuple[FailingSource, ...]
+    #: Fetched fine, but no new item for several times their usual gap: a feed that
+    #: moved or died quietly looks healthy otherwise, and its news would just stop.
+    silent: tuple[FailingSource, ...] = ()
 
     @property
     def line(self) -> str:
@@ -174,6 +178,9 @@ class Coverage:
         if self.failing:
             names = ", ".join(f"{f.name} ({f.reason})" for f in self.failing)
             parts.append(f"{len(self.failing)} failing: {names}")
+        if self.silent:
+            names = ", ".join(f"{f.name} ({f.reason})" for f in self.silent)
+            parts.append(f"{len(self.silent)} silent: {names}")
         return "; ".join(parts) + "."
 
 
@@ -376,7 +383,12 @@ def _coverage(store: Store, moment: datetime, zone: ZoneInfo) -> Coverage:
             fetched += 1
         else:
             never += 1
-    return Coverage(len(rows), fetched, never, tuple(failing))
+    silent = tuple(
+        FailingSource(_clean(health.name), f"no new item for {describe_duration(health.quiet_for)}")
+        for health in source_health(store, at=moment)
+        if health.silent and not health.consecutive_failures and health.quiet_for is not None
+    )
+    return Coverage(len(rows), fetched, never, tuple(failing), silent)
 
 
 def _since(then: datetime, now: datetime) -> str:
