@@ -45,7 +45,7 @@ from monitor.dedupe_text import (
     similarity,
     words,
 )
-from monitor.store import Store
+from monitor.store import Store, size_page_cache
 
 __all__ = ["Assignment", "Deduper", "canonical_url", "content_hash", "normalize_text"]
 
@@ -145,6 +145,8 @@ MAX_BAND_ROWS = 2000
 #: articles; such a match must also have the same title.
 SHORT_WORDS = 25
 SHORT_SHINGLES = 20
+#: Assignments between two re-sizings of the page cache (cheap: one MAX(id) lookup).
+RESIZE_CACHE_EVERY = 10_000
 #: Body shingles kept in memory for recently assigned articles (about 6 KB each).
 RECENT_SHINGLES = 2048
 
@@ -213,7 +215,9 @@ class Deduper:
         self.conn: sqlite3.Connection = store.conn
         self.official_domains = tuple(d.lower().lstrip(".") for d in official_domains)
         self.threshold = threshold
-        # The page cache that band-key lookups need is set by store.connect().
+        # Band-key lookups need a page cache that grows with the store (see
+        # size_page_cache); a long-running daemon re-sizes it as articles accumulate.
+        self._assigned_since_sizing = 0
         # Body shingles of recently assigned articles: copies of a story arrive within
         # hours, so their candidates are mostly here and need no re-parsing. Bounded.
         # Keyed by id *and* content hash: a rolled-back article's id can be reused.
@@ -244,6 +248,10 @@ class Deduper:
         article's story, the story's counts and the band keys land together. Assigning
         an article that already has a story returns that story and changes nothing.
         """
+        self._assigned_since_sizing += 1
+        if self._assigned_since_sizing >= RESIZE_CACHE_EVERY:
+            self._assigned_since_sizing = 0
+            size_page_cache(self.conn)
         if self.conn.in_transaction:
             return self._assign(article_id)
         with self.store.transaction():

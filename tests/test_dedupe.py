@@ -465,8 +465,20 @@ def test_identical_short_notices_under_different_titles_stay_apart(store: Store)
     assert three.story_id == one.story_id and three.method == "hash"
 
 
-def test_store_connections_have_a_page_cache_that_holds_the_band_index(store: Store) -> None:
-    # Band lookups are random seeks; SQLite's default 2 MB cache is too small past ~100k.
+def test_page_cache_grows_with_the_store_to_hold_the_band_index(store: Store) -> None:
+    # Band lookups are random seeks; SQLite's default 2 MB cache is too small past ~100k
+    # articles, and a big cache on a small store would only cost memory.
+    from monitor.store import size_page_cache
+
+    assert store.scalar("PRAGMA cache_size") == -8 * 1024
+    store.conn.execute(
+        "INSERT INTO articles (id, url, canonical_url, fetched_at) VALUES (500000, 'u', 'u', 't')"
+    )
+    assert size_page_cache(store.conn) == 500_000 * 64 // 1024
+    store.conn.execute(
+        "INSERT INTO articles (id, url, canonical_url, fetched_at) VALUES (5000000, 'v', 'v', 't')"
+    )
+    assert size_page_cache(store.conn) == 64 * 1024
     assert store.scalar("PRAGMA cache_size") == -64 * 1024
 
 
