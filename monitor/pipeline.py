@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from typing import Any
 
 from monitor.clock import iso, now, now_iso
 from monitor.config import Config, SourceConfig
@@ -415,11 +415,11 @@ class Pipeline:
         row = self.store.source_row(source.name)
         interval = self.config.source_interval(source)
         with self.store.transaction():
-            self.store.record_fetch(
-                source_id=source_id,
-                url=source.url,
-                started_at=iso(started) or "",
-                duration_ms=int((finished - started).total_seconds() * 1000),
+            self._log_listing_fetch(
+                source,
+                source_id,
+                started,
+                finished,
                 status=response.status,
                 outcome=report.outcome,
                 size=len(response.content),
@@ -435,6 +435,23 @@ class Pipeline:
                 items_seen=(row["items_seen"] if row else 0) + report.new_articles,
                 next_fetch_at=iso(finished + interval),
             )
+
+    def _log_listing_fetch(
+        self,
+        source: SourceConfig,
+        source_id: int,
+        started: datetime,
+        finished: datetime,
+        **details: Any,
+    ) -> None:
+        """One row in ``fetches`` for the source's feed or listing page."""
+        self.store.record_fetch(
+            source_id=source_id,
+            url=source.url,
+            started_at=iso(started) or "",
+            duration_ms=int((finished - started).total_seconds() * 1000),
+            **details,
+        )
 
     def _source_failed(
         self,
@@ -457,11 +474,11 @@ class Pipeline:
         report.outcome = "disallowed" if isinstance(exc, RobotsDisallowedError) else "error"
         report.error = exc.reason
         with self.store.transaction():
-            self.store.record_fetch(
-                source_id=source_id,
-                url=source.url,
-                started_at=iso(started) or "",
-                duration_ms=int((finished - started).total_seconds() * 1000),
+            self._log_listing_fetch(
+                source,
+                source_id,
+                started,
+                finished,
                 status=exc.status,
                 outcome=report.outcome,
                 error=exc.reason,
@@ -479,8 +496,3 @@ class Pipeline:
         log.warning(
             "%s: %s (failure %d, next try in %.0f s)", source.name, exc.reason, failures, delay
         )
-
-
-def host_of(url: str) -> str:
-    """The host part of a URL, lower-cased (used for per-host grouping in reports)."""
-    return (urlsplit(url).hostname or "").lower()
