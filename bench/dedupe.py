@@ -495,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_ms_per_article": round(result["cpu_ms_per_article"], 3),
     }
     if args.scale:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
         scale: dict[str, dict[str, float]] = {}
         for size in args.scale:
             at = run(rows, args.threshold, preload=size, workdir=args.workdir, repeat=args.repeat)
