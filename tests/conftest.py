@@ -6,12 +6,14 @@ Integration tests talk to these over 127.0.0.1 sockets; nothing is mocked.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from monitor.config import Config
 from monitor.demo import demo_config, demo_site_dir
+from monitor.digest_fixture import fixture_clock, load_fixture
 from monitor.sitehost import SiteHost
 from monitor.smtpsink import SmtpSink
 from monitor.store import Store
@@ -41,10 +43,18 @@ def site_config(site: SiteHost, smtp: SmtpSink, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def store(site_config: Config) -> Iterator[Store]:
-    handle = Store.open(site_config.database_path)
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh store at ``tmp_path / "monitor.db"``: the same file ``site_config`` names,
+    so tests that also want the fixture site get it by asking for ``site_config``."""
+    handle = Store.open(tmp_path / "monitor.db")
     yield handle
     handle.close()
+
+
+@pytest.fixture
+def clock_now(store: Store) -> datetime:
+    """The digest fixture store (monitor.digest_fixture) loaded, and its fixed clock."""
+    return fixture_clock(load_fixture(store))
 
 
 @pytest.fixture(autouse=True)

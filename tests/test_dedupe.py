@@ -66,13 +66,6 @@ def page(prefix: str) -> Page:
     return next(p for name, p in PAGES.items() if name.startswith(prefix))
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(tmp_path / "monitor.db")
-    yield opened
-    opened.close()
-
-
 def add(store: Store, item: Page, *, url: str | None = None, source: str | None = None) -> int:
     """Store a page as the pipeline does (with a source per host unless given)."""
     url = url or item.url

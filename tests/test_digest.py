@@ -23,9 +23,7 @@ from monitor.digest_fixture import (
     FIXTURE_GROUP,
     add_hit,
     add_story,
-    fixture_clock,
     fixture_config,
-    load_fixture,
 )
 from monitor.smtpsink import SmtpSink
 from monitor.store import Store
@@ -37,18 +35,6 @@ SENDER = "IPR monitor <monitor@ipr.example>"
 def sink() -> Iterator[SmtpSink]:
     with SmtpSink() as server:
         yield server
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "monitor.db")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def clock_now(store: Store) -> datetime:
-    return fixture_clock(load_fixture(store))
 
 
 def smtp_config(tmp_path: Path, sink: SmtpSink) -> Config:

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from monitor.config import Config, SmtpConfig
 from monitor.digest import CRASH_ENV, CRASH_EXIT_CODE, CRASH_POINTS, build_digest, deliver_pending
-from monitor.digest_fixture import FIXTURE_GROUP, fixture_clock, fixture_config, load_fixture
+from monitor.digest_fixture import FIXTURE_GROUP, fixture_config
 from monitor.smtpsink import SmtpSink
 from monitor.store import Store
 
@@ -56,18 +55,6 @@ def run_child(config: Config, step: str, now: datetime, crash_at: str) -> int:
     )
     assert done.returncode in (0, CRASH_EXIT_CODE), done.stderr
     return done.returncode
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "monitor.db")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def clock_now(store: Store) -> datetime:
-    return fixture_clock(load_fixture(store))
 
 
 def crash_then_recover(store: Store, config: Config, now: datetime, point: str) -> None:

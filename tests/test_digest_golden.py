@@ -10,11 +10,8 @@ and review ``git diff tests/golden`` before committing.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from monitor.digest import build_digest, compose_message, render_preview
 from monitor.digest_fixture import FIXTURE_GROUP, fixture_clock, fixture_config, load_fixture
@@ -34,13 +31,6 @@ def check_golden(name: str, actual: str) -> None:
     assert actual == expected, (
         f"{name} differs from the golden file; if deliberate, UPDATE_GOLDEN=1"
     )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "monitor.db")
-    yield opened
-    opened.close()
 
 
 def test_fixture_digest_matches_golden_text_and_html(store: Store, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from monitor.config import SmtpConfig
 from monitor.digest import build_digest, deliver_pending
-from monitor.digest_fixture import FIXTURE_GROUP, fixture_clock, fixture_config, load_fixture
+from monitor.digest_fixture import FIXTURE_GROUP, fixture_config
 from monitor.smtpsink import SmtpSink
 from monitor.store import Store
 
@@ -47,18 +46,6 @@ def server_context(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "monitor.db")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def clock_now(store: Store) -> datetime:
-    return fixture_clock(load_fixture(store))
 
 
 def smtp(port: int, security: str, **extra: object) -> SmtpConfig:
