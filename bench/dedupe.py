@@ -47,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.dedupe import BODY_BANDS, LEAD_BANDS, Deduper, canonical_url, content_hash
+from monitor.dedupe import KEYS_PER_ARTICLE, Deduper, canonical_url, content_hash
 from monitor.store import NewArticle, Store
 
 
@@ -166,7 +166,7 @@ def bulk_load(path: Path, count: int, batch: int = 50_000) -> None:
     conn = store.conn
     rng = np.random.default_rng(7)
     words = random.Random(7)
-    keys_per_article = BODY_BANDS + LEAD_BANDS
+    keys_per_article = KEYS_PER_ARTICLE
     stamp = "2026-01-01T00:00:00+00:00"
     # Consistent by construction; with checks on, each story row inserted ahead of its
     # article leaves a deferred violation that every later insert must rescan for.

@@ -9,13 +9,15 @@ Three layers, cheapest first:
    folded, looked up through the ``articles_content_hash`` index.
 3. **Near-duplicates**: MinHash over word 5-gram shingles of the article's *body* (site
    chrome stripped by line shape, see ``monitor.dedupe_text``), banded for LSH: one
-   signature of the whole body and one of its opening words, because republishers trim
-   endings but keep the lead. Band keys live in ``article_bands`` (indexed), so nothing is
-   rebuilt on restart and memory does not grow with the store. Candidates are confirmed
-   on the bodies: ``threshold`` (``[dedupe] threshold``, default 0.5) is the share of the
-   shorter body's shingles found in the longer one, so a copy abridged to its first 60%
-   scores ~1; and the overlap must start at both leads or cover half the longer body,
-   so an unrelated article quoting a few sentences does not join.
+   signature of the whole body, one of its lead, and one key of its first words exactly,
+   because republishers trim endings and edit but keep the lead. The nine band keys live
+   in ``article_bands`` (indexed), so nothing is rebuilt on restart and memory does not
+   grow with the store; a lookup reads a bounded number of rows per key, newest first.
+   Candidates are confirmed on the bodies: ``threshold`` (``[dedupe] threshold``, default
+   0.5) is the share of the shorter body's shingles found in the longer one, so a copy
+   abridged to its first 60% scores ~1; and the overlap must start at both leads or
+   cover half the longer body, so an unrelated article quoting a few sentences does not
+   join.
 
 A duplicate joins its original's story; the story's primary article is the first seen
 unless an official source (``[dedupe] official_domains``) carries the story. Stories are
@@ -40,8 +42,9 @@ from monitor.dedupe_text import (
     SHINGLE,
     band_keys,
     body_shingles,
+    body_tokens,
     minhash,
-    one_permutation_minhash,
+    shingle_sequence,
     similarity,
     words,
 )
@@ -125,21 +128,32 @@ def content_hash(text: str) -> str:
 
 # -- layer 3: near-duplicates ------------------------------------------------------------
 
+#: Every band key is one row in ``article_bands``, and each row is a random B-tree page
+#: dirtied by the article's commit and written back at the next checkpoint: at a million
+#: stored articles that write-back (its fsync) is the stage's largest cost, so there are
+#: few keys, chosen for what republishing does to a text.
+#:
 #: Whole-body signature: BODY_BANDS bands of BODY_ROWS MinHash values. A pair at Jaccard
-#: 0.5 shares a band with probability ~0.98, at 0.4 ~0.84, at 0.3 ~0.54; unrelated
-#: articles, which share at most a few stock phrases, practically never. Abridged copies
-#: (Jaccard down to ~0.2) are found mostly through the lead signature below.
-BODY_BANDS, BODY_ROWS = 28, 3
+#: 0.8 (an edited or wrapped copy) shares a band with probability 0.98, at 0.6 0.83;
+#: unrelated articles, which share at most a few stock phrases, practically never.
+BODY_BANDS, BODY_ROWS = 4, 2
 #: Lead signature over the body's first LEAD_WORDS words: republishers trim endings and
-#: add chrome, but keep the opening, so a copy abridged to a fifth still shares it.
+#: add chrome, but keep the lead, so a copy abridged to a fifth still shares it.
 LEAD_WORDS = 60
-LEAD_BANDS, LEAD_ROWS = 10, 2
+LEAD_BANDS, LEAD_ROWS = 4, 2
 _LEAD_SALT = 1 << 20
+#: One key of the body's first OPENING_WORDS words, exactly: a copy abridged or edited
+#: past its first sentence still starts with them.
+OPENING_WORDS = 8
+_OPENING_SALT = 1 << 21
+#: Rows in ``article_bands`` for an article of OPENING_WORDS words or more.
+KEYS_PER_ARTICLE = BODY_BANDS + LEAD_BANDS + 1
 #: Candidates checked on their text, best-sharing first.
 MAX_CANDIDATES = 12
-#: Band rows read per lookup: bounds the work when a band is shared by very many
-#: articles (boilerplate-only pages), at the cost of missing some of them.
-MAX_BAND_ROWS = 2000
+#: Rows read per band key, newest first: bounds the work when a key is shared by very
+#: many articles (boilerplate-only pages, a stock opening), at the cost of missing the
+#: oldest of them.
+MAX_KEY_ROWS = 200
 #: A text this short (in words, or in body shingles) is as likely a paywall notice, a
 #: cookie wall or an error page as a story, and those are identical across unrelated
 #: articles; such a match must also have the same title.
@@ -161,13 +175,16 @@ class Fingerprint:
 
 def fingerprint(text: str) -> Fingerprint:
     """Body shingles and band keys of a text; no keys for an empty body."""
-    shingles = body_shingles(text)
+    tokens = body_tokens(text)
+    shingles = shingle_sequence(tokens)
     if shingles.size == 0:
         return Fingerprint(shingles, [])
-    body = one_permutation_minhash(shingles, BODY_BANDS * BODY_ROWS)
+    body = minhash(shingles, BODY_BANDS * BODY_ROWS)
     lead_shingles = shingles[: max(1, LEAD_WORDS - SHINGLE + 1)]
     lead = minhash(lead_shingles, LEAD_BANDS * LEAD_ROWS, offset=BODY_BANDS * BODY_ROWS)
     keys = band_keys(body, BODY_ROWS, 0) + band_keys(lead, LEAD_ROWS, _LEAD_SALT)
+    if tokens.size >= OPENING_WORDS:
+        keys += band_keys(tokens[:OPENING_WORDS], OPENING_WORDS, _OPENING_SALT)
     return Fingerprint(shingles, keys)
 
 
@@ -313,13 +330,18 @@ class Deduper:
 
     def _near(self, row: sqlite3.Row, sketch: Fingerprint) -> _Match | None:
         """LSH candidates from ``article_bands``, confirmed on their bodies."""
-        marks = ",".join("?" * len(sketch.keys))
+        per_key = " UNION ALL ".join(
+            [
+                "SELECT article_id FROM (SELECT article_id FROM article_bands"
+                " WHERE band_key = ? ORDER BY article_id DESC LIMIT ?)"
+            ]
+            * len(sketch.keys)
+        )
         candidates = self.conn.execute(
-            "SELECT article_id, count(*) AS shared FROM ("
-            f"  SELECT article_id FROM article_bands WHERE band_key IN ({marks}) LIMIT ?"
-            ") WHERE article_id != ? GROUP BY article_id"
-            " ORDER BY shared DESC, article_id LIMIT ?",
-            (*sketch.keys, MAX_BAND_ROWS, row["id"], MAX_CANDIDATES),
+            f"SELECT article_id, count(*) AS shared FROM ({per_key})"
+            " WHERE article_id != ? GROUP BY article_id"
+            " ORDER BY shared DESC, article_id DESC LIMIT ?",
+            (*[v for key in sketch.keys for v in (key, MAX_KEY_ROWS)], row["id"], MAX_CANDIDATES),
         ).fetchall()
         if not candidates:
             return None

@@ -285,39 +285,6 @@ def minhash(shingles: np.ndarray, num_perm: int, offset: int = 0) -> np.ndarray:
         return values.min(axis=1) >> np.uint64(32)  # the high half is monotone in the whole
 
 
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def one_permutation_minhash(shingles: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """A ``size``-value MinHash signature from one hash of each shingle.
-
-    One-permutation hashing (Li, Owen and Zhang, 2012): the shingles' hashes are split
-    into ``size`` bins by their high bits and each bin keeps its minimum, so the cost is
-    one pass instead of ``size``. Empty bins borrow the next filled bin's value, offset
-    by the distance (densification, Shrivastava and Li, 2014), which keeps the chance
-    that two signatures agree at a position close to the sets' Jaccard similarity.
-    """
-    with np.errstate(over="ignore"):
-        mixed = (shingles ^ np.uint64(seed)) * _GOLDEN
-        mixed ^= mixed >> np.uint64(31)
-        mixed *= np.uint64(0xBF58476D1CE4E5B9)
-        mixed ^= mixed >> np.uint64(29)
-    bins = ((mixed >> np.uint64(32)) * np.uint64(size)) >> np.uint64(32)
-    ordered = np.sort((bins << np.uint64(32)) | (mixed & _LOW32))
-    ordered_bins = ordered >> np.uint64(32)
-    first = np.flatnonzero(np.concatenate(([True], ordered_bins[1:] != ordered_bins[:-1])))
-    signature = np.full(size, -1, dtype=np.int64)
-    signature[ordered_bins[first].astype(np.intp)] = (ordered[first] & _LOW32).astype(np.int64)
-    empty = signature < 0
-    if empty.any():
-        filled = np.flatnonzero(~empty)
-        positions = np.arange(size)
-        source = filled[np.searchsorted(filled, positions) % filled.size]
-        distance = (source - positions) % size
-        signature = np.where(empty, signature[source] + distance * (1 << 32), signature)
-    return signature.astype(np.uint64)
-
-
 def band_keys(signature: np.ndarray, rows: int, salt: int) -> list[int]:
     """One signed 64-bit key per band of ``rows`` values, salted by the band's identity.
 

@@ -284,7 +284,30 @@ def _migrate_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX stories_primary_article ON stories(primary_article_id)")
 
 
-MIGRATIONS: list[Migration] = [_migrate_1, _migrate_2]
+def _migrate_3(conn: sqlite3.Connection) -> None:
+    # Band keys changed (monitor.dedupe: 9 per article where there were 38, since each is
+    # a random page for the commit to write back), so the stored ones would match
+    # nothing: recompute them from the stored texts, for the articles that had them
+    # (assigned, and not as an exact copy). Batches keep memory flat; sorted keys keep
+    # the inserts local.
+    from monitor.dedupe import fingerprint  # monitor.dedupe imports this module
+
+    conn.execute("DELETE FROM article_bands")
+    articles = conn.execute(
+        "SELECT id, text FROM articles"
+        " WHERE story_id IS NOT NULL AND coalesce(dedupe_method, '') != 'hash' ORDER BY id"
+    )
+    while batch := articles.fetchmany(BAND_MIGRATION_BATCH):
+        rows = sorted(
+            {(key, article_id) for article_id, text in batch for key in fingerprint(text).keys}
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)", rows
+        )
+
+
+BAND_MIGRATION_BATCH = 20_000
+MIGRATIONS: list[Migration] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -107,3 +107,47 @@ def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert store.scalar("SELECT name FROM sources") == "a"  # data kept
     indexes = {r["name"] for r in store.query("PRAGMA index_list(stories)")}
     assert "stories_primary_article" in indexes
+
+
+def test_version_2_database_gets_the_band_keys_of_today(tmp_path: Path) -> None:
+    """Migration 3 replaces the old band keys by today's, for the articles that had them."""
+    from monitor.dedupe import fingerprint
+    from monitor.store import MIGRATIONS, connect
+
+    path = tmp_path / "v2.db"
+    conn = connect(path)
+    for step in MIGRATIONS[:2]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 2")
+    text = (
+        "The patent office published draft rules on linkage for generic drugs on Monday.\n"
+        "Comments are open for thirty days, and the rules take effect next year."
+    )
+    rows = [(1, "new", 1), (2, "near", 1), (3, "hash", 1), (4, None, None)]
+    conn.execute("INSERT INTO stories (id, first_seen_at, updated_at) VALUES (1, 't', 't')")
+    for article_id, method, story in rows:
+        conn.execute(
+            "INSERT INTO articles (id, url, canonical_url, text, fetched_at, story_id,"
+            " dedupe_method) VALUES (?, ?, ?, ?, 't', ?, ?)",
+            (article_id, f"https://a/{article_id}", f"https://a/{article_id}", text, story, method),
+        )
+    conn.executemany(
+        "INSERT INTO article_bands (band_key, article_id) VALUES (?, ?)",
+        [(key, article_id) for article_id in (1, 2) for key in range(38)],
+    )
+    conn.commit()
+    conn.close()
+
+    store = Store.open(path)
+    assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
+    keys = sorted(fingerprint(text).keys)
+    assert len(keys) >= 9
+    for article_id in (1, 2):
+        stored = store.query(
+            "SELECT band_key FROM article_bands WHERE article_id = ? ORDER BY band_key",
+            (article_id,),
+        )
+        assert [row[0] for row in stored] == keys
+    # An exact copy never had keys (its original's are enough), an unassigned article
+    # gets them when it is assigned.
+    assert store.scalar("SELECT count(*) FROM article_bands WHERE article_id IN (3, 4)") == 0
