@@ -33,7 +33,6 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 import ahocorasick
@@ -52,7 +51,6 @@ from monitor.query import (
     is_cjk,
     iter_terms,
     parse_query,
-    token_spans,
 )
 
 __all__ = [
@@ -188,7 +186,8 @@ _ABBREVIATIONS = frozenset(
 )
 # A sentence ends at . ! ? (and closing quotes) before a space and a word that is not
 # lowercase, at a Chinese full stop, or at a line break.
-_BOUNDARY = re.compile(r"[.!?。！？；\n]+[\"'”’)\]」』）]*")
+_BOUNDARY = re.compile(r"[.!?。！？；]+[\"'”’)\]」』）]*")
+_SOFT_LAST = frozenset(".!?\"'”’)]")  # a run ending so may not end the sentence
 _NEXT_VISIBLE = re.compile(r"\s*(\S)")
 _OPENERS = "([{\"'“‘"
 
@@ -198,33 +197,53 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
     English sentences end at . ! ? followed by a space and not a lowercase letter, unless
     the period closes an abbreviation ("U.S.", "Art. 4", "No. 12") or an initial; Chinese
-    ones end at 。！？；; a line break always ends one (headlines and list items lack periods).
+    ones end at 。！？；; a line break always ends one (headlines and list items lack periods),
+    so the sentences of a text are those of its lines, one line after another.
     """
     spans: list[tuple[int, int]] = []
+    for start, end in line_spans(text):
+        spans.extend(split_line(text, start, end))
+    return spans
+
+
+def line_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line of ``text`` that holds more than whitespace."""
+    spans = []
     start = 0
-    for match in _BOUNDARY.finditer(text):
-        marks = match.group()
-        end = match.end()
-        if marks[-1] in ".!?\"'”’)]" and "\n" not in marks and marks[0] in ".!?":
-            following = _NEXT_VISIBLE.match(text, end)
+    for line in text.split("\n"):
+        end = start + len(line)
+        if line and not line.isspace():
+            spans.append((start, end))
+        start = end + 1
+    return spans
+
+
+def split_line(text: str, line_start: int, line_end: int) -> list[tuple[int, int]]:
+    """The sentence spans of ``text[line_start:line_end]``, a text without line breaks."""
+    spans: list[tuple[int, int]] = []
+    start = line_start
+    for match in _BOUNDARY.finditer(text, line_start, line_end):
+        begin, end = match.span()
+        if text[begin] in ".!?" and text[end - 1] in _SOFT_LAST:
+            following = _NEXT_VISIBLE.match(text, end, line_end)
             if following is not None and (
                 following.start(1) == end or following.group(1).islower()
             ):
                 continue  # "12.9bn", "e.g.,", "Co. said": no space, or a lowercase word next
-            if marks == "." and _is_abbreviation(text, match.start()):
+            if end - begin == 1 and text[begin] == "." and _is_abbreviation(text, begin):
                 continue
-        segment = text[start:end]
-        stripped = segment.strip()
-        if stripped:
-            first = start + len(segment) - len(segment.lstrip())
-            spans.append((first, first + len(stripped)))
+        _append_trimmed(spans, text, start, end)
         start = end
-    segment = text[start:]
+    _append_trimmed(spans, text, start, line_end)
+    return spans
+
+
+def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
+    segment = text[start:end]
     stripped = segment.strip()
     if stripped:
         first = start + len(segment) - len(segment.lstrip())
         spans.append((first, first + len(stripped)))
-    return spans
 
 
 def _is_abbreviation(text: str, period: int) -> bool:
@@ -243,80 +262,226 @@ def _is_abbreviation(text: str, period: int) -> bool:
 
 
 class _Doc:
-    """An article as the matcher sees it: folded tokens, sentence by sentence.
+    """An article as the matcher sees it: folded tokens, and its sentences when asked.
 
-    ``tokens`` holds the title's tokens, then each text sentence's, with a separator
-    pseudo-token between sentences, so positions are token indices and a phrase can
-    never run across a sentence or from the title into the text. ``joined`` is the
-    same tokens joined by spaces, for the Aho-Corasick pass.
+    ``tokens`` holds the title's tokens, a separator pseudo-token, then the text's, so
+    positions are token indices and no phrase runs from the title into the text.
+    ``joined`` is the same tokens joined by spaces, for the Aho-Corasick pass.
+
+    Sentences are found only where a query needs them (``SENT``, ``NEAR``, a phrase, the
+    evidence of a hit): splitting a whole article costs as much as tokenizing it, and
+    most candidates are settled by a few lines. A line break always ends a sentence, so
+    the document is cut into *units* (the title, then each line of the text) at once,
+    and a unit into sentences the first time one of its sentences is asked for. Tokens
+    never straddle a unit or a sentence, so each is a range of token indices; a sentence
+    is named by its first token. A phrase is kept only inside one sentence, and each
+    sentence break counts as a word for ``NEAR``.
     """
 
     __slots__ = (
+        "_folded",
         "_index",
-        "_token_by_char",
+        "_lines_pending",
+        "_sentences",
+        "_title_folded",
+        "_unit_sentences",
+        "_unit_starts",
+        "_unit_te",
+        "_unit_ts",
+        "_units",
         "_vocab",
         "fields",
         "joined",
         "n_tokens",
-        "sent_te",
-        "sent_ts",
-        "sentences",
         "spans",
+        "text_start",
         "title_end",
         "tokens",
     )
 
     def __init__(self, title: str, text: str) -> None:
         self.fields = {"title": title, "text": text}
-        sentences: list[tuple[str, int, int]] = []
         tokens: list[str] = []
+        title_span: tuple[int, int] | None = None
         start, end = _strip_span(title)
+        self._title_folded = FoldedText(title)
         if end > start:
-            title_tokens = FoldedText(title).tokens(start, end)
+            title_tokens = self._title_folded.tokens(start, end)
             if title_tokens:
-                sentences.append(("title", start, end))
-                tokens.extend(title_tokens)
+                title_span = (start, end)
+                tokens = title_tokens
         self.title_end = len(tokens)
-        spans = split_sentences(text)
-        if spans:
-            if tokens:
+        folded = FoldedText(text)
+        self._folded = folded
+        # unit -> its sentences: (first token, one past the last, start, end in the field)
+        self._unit_sentences: list[list[tuple[int, int, int, int]] | None] = []
+        self._unit_starts: list[list[int] | None] = []
+        self._units: list[tuple[str, int, int]] = []
+        self._unit_ts: list[int] = []
+        self._unit_te: list[int] = []
+        self._sentences: dict[int, tuple[int, str, int, int]] = {}  # first token -> ...
+        self._lines_pending = False
+        if title_span is not None:
+            self._add_unit("title", title_span, 0, self.title_end)
+            self._set_sentences(0, [(0, self.title_end, *title_span)])
+        if folded.aligned:
+            text_tokens = folded.all_tokens()
+            if tokens and text_tokens:
                 tokens.append(SEP)
-            tokens.extend(FoldedText(text).sentence_tokens(spans))
-            sentences.extend(("text", s, e) for s, e in spans)
-        self.sentences = sentences
-        self.sent_ts: list[int] = []
-        self.sent_te: list[int] = []
-        tokens.append(SEP)
-        position = 0
-        for _ in sentences:
-            self.sent_ts.append(position)
-            position = tokens.index(SEP, position)
-            self.sent_te.append(position)
-            position += 1
-        tokens.pop()
+            self.text_start = len(tokens)
+            self._lines_pending = True  # units for the lines are made on first use
+        else:
+            # Folding changed lengths (rare: "ß", ligatures): tokenize sentence by
+            # sentence, so the concatenation holds by construction.
+            pieces = []
+            for line in line_spans(text):
+                spans = split_line(text, *line)
+                pieces.append((line, [(span, folded.tokens(*span)) for span in spans]))
+            text_tokens = [
+                token for _, sentences in pieces for _, words in sentences for token in words
+            ]
+            if tokens and text_tokens:
+                tokens.append(SEP)
+            position = self.text_start = len(tokens)
+            for line, sentences in pieces:
+                unit = self._add_unit("text", line, position, position)
+                found = []
+                for span, words in sentences:
+                    found.append((position, position + len(words), *span))
+                    position += len(words)
+                self._unit_te[unit] = position
+                self._set_sentences(unit, found)
+        tokens.extend(text_tokens)
         self.tokens = tokens
         self.n_tokens = len(tokens)
         self.joined = " " + " ".join(tokens) + " "
-        self._token_by_char: dict[int, int] | None = None
         self._index: dict[str, list[int]] | None = None
         self._vocab: list[str] | None = None
         self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
 
-    def sentence_of(self, token: int) -> int:
-        return bisect_right(self.sent_ts, token) - 1
+    def _add_lines(self) -> None:
+        """Make a unit of each line of the text (aligned folding: counted, not re-tokenized)."""
+        self._lines_pending = False
+        lines = self._folded.line_token_counts()
+        units, firsts, ends = self._units, self._unit_ts, self._unit_te
+        position = self.text_start
+        for start, end, count in lines:
+            units.append(("text", start, end))
+            firsts.append(position)
+            position += count
+            ends.append(position)
+        self._unit_sentences.extend([None] * len(lines))
+        self._unit_starts.extend([None] * len(lines))
+        if lines and position != self.n_tokens:  # tokens straddled a line break: a bug
+            raise AssertionError(f"lines hold {position} tokens, the document {self.n_tokens}")
 
-    @property
-    def token_by_char(self) -> dict[int, int]:
-        """Token index by the offset in ``joined`` where the token starts."""
-        if self._token_by_char is None:
-            lengths_plus_space = map((1).__add__, map(len, self.tokens))
-            starts = accumulate(lengths_plus_space, initial=1)
-            self._token_by_char = dict(zip(starts, range(self.n_tokens), strict=False))
-        return self._token_by_char
+    def _add_unit(self, field: str, span: tuple[int, int], first: int, end: int) -> int:
+        self._units.append((field, *span))
+        self._unit_ts.append(first)
+        self._unit_te.append(end)
+        self._unit_sentences.append(None)
+        self._unit_starts.append(None)
+        return len(self._units) - 1
+
+    def _set_sentences(self, unit: int, found: list[tuple[int, int, int, int]]) -> None:
+        field = self._units[unit][0]
+        self._unit_sentences[unit] = found
+        self._unit_starts[unit] = [first for first, *_ in found]
+        for first, end, start, stop in found:
+            if end > first:  # a sentence without tokens holds no term: it needs no name
+                self._sentences[first] = (end, field, start, stop)
+
+    def unit_sentences(self, unit: int) -> list[tuple[int, int, int, int]]:
+        """The sentences of a unit, split on first use."""
+        if self._lines_pending:
+            self._add_lines()
+        found = self._unit_sentences[unit]
+        if found is None:
+            _, start, end = self._units[unit]
+            spans = split_line(self.fields["text"], start, end)
+            position = self._unit_ts[unit]
+            found = []
+            for span, count in zip(spans, self._folded.span_token_counts(spans), strict=True):
+                found.append((position, position + count, *span))
+                position += count
+            if position != self._unit_te[unit]:
+                raise AssertionError(f"sentences hold {position} tokens, their line more")
+            self._set_sentences(unit, found)
+        return found
+
+    def unit_of(self, token: int) -> int:
+        if self._lines_pending:
+            self._add_lines()
+        return bisect_right(self._unit_ts, token) - 1
+
+    def unit_range(self, unit: int) -> tuple[int, int]:
+        if self._lines_pending:
+            self._add_lines()
+        return self._unit_ts[unit], self._unit_te[unit]
+
+    def local_sentence(self, unit: int, token: int) -> int:
+        """The number, within its unit, of the sentence holding ``token``."""
+        starts = self._unit_starts[unit]
+        if starts is None:
+            self.unit_sentences(unit)
+            starts = self._unit_starts[unit]
+            assert starts is not None
+        return bisect_right(starts, token) - 1
+
+    def sentence_of(self, token: int) -> int:
+        """The sentence holding ``token``, named by its first token."""
+        unit = self.unit_of(token)
+        return self.unit_sentences(unit)[self.local_sentence(unit, token)][0]
+
+    def sentence_range(self, sentence: int) -> tuple[int, int]:
+        return sentence, self._sentences[sentence][0]
+
+    def sentence_field(self, sentence: int) -> str:
+        return self._sentences[sentence][1]
+
+    def all_sentences(self) -> list[tuple[int, int]]:
+        """Every sentence's token range, splitting every unit (for tests and inspection)."""
+        if self._lines_pending:
+            self._add_lines()
+        return [
+            found[:2] for unit in range(len(self._units)) for found in self.unit_sentences(unit)
+        ]
+
+    def token_spans(self, sentence: int) -> list[tuple[int, int]]:
+        """Character spans of the sentence's tokens in its text, for highlighting."""
+        spans = self.spans.get(sentence)
+        if spans is None:  # several commitments often cite the same sentence
+            _, field, start, end = self._sentences[sentence]
+            folded = self._folded if field == "text" else self._title_folded
+            spans = self.spans[sentence] = folded.token_spans(start, end)
+        return spans
 
     def sentence_text(self, sentence: int) -> tuple[str, str]:
-        field, start, end = self.sentences[sentence]
+        _, field, start, end = self._sentences[sentence]
         return field, self.fields[field][start:end]
+
+    def within_one_sentence(self, starts: list[int], width: int) -> list[int]:
+        """The occurrences of a ``width``-token phrase that do not cross a sentence break."""
+        if width == 1 or not starts:
+            return starts
+        unit_of, local = self.unit_of, self.local_sentence
+        last = width - 1
+        kept = []
+        for start in starts:
+            unit = unit_of(start)
+            if unit == unit_of(start + last) and local(unit, start) == local(unit, start + last):
+                kept.append(start)
+        return kept
+
+    def breaks_between(self, before: int, after: int) -> int:
+        """Sentence breaks between two text tokens; ``NEAR`` counts each as a word."""
+        first, last = self.unit_of(before), self.unit_of(after)
+        if first == last:
+            return max(self.local_sentence(last, after) - self.local_sentence(first, before), 0)
+        breaks = len(self.unit_sentences(first)) - self.local_sentence(first, before)
+        for unit in range(first + 1, last):
+            breaks += len(self.unit_sentences(unit))
+        return breaks + self.local_sentence(last, after)
 
     @property
     def index(self) -> dict[str, list[int]]:
@@ -350,67 +515,99 @@ _Positions = list[tuple[int, int]]  # (first token, one past the last), token in
 class _Ctx:
     """Where each term occurs in one document; subclasses differ in how they find out."""
 
-    __slots__ = ("_cache", "_clause_masks", "_masks", "doc")
+    __slots__ = ("_clause_sentences", "_clause_units", "_units", "doc", "known")
 
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
-        self._cache: dict[int, list[int]] = {}
-        self._masks: dict[int, int] = {}
-        self._clause_masks: dict[tuple[int, ...], int] = {}
+        # term id -> its starts, once worked out (a presearch context shares them)
+        self.known: dict[int, list[int]] = {}
+        self._units: dict[int, int] = {}
+        self._clause_units: dict[tuple[int, ...], int] = {}
+        self._clause_sentences: dict[tuple[tuple[int, ...], int], int] = {}
 
     def starts(self, leaf_id: int) -> list[int]:
         """Sorted token indices where the term starts."""
         raise NotImplementedError
 
-    def sentence_mask(self, leaf_id: int) -> int:
-        """The sentences holding the term, as a bitmask (bit i = sentence i)."""
-        mask = self._masks.get(leaf_id)
+    def unit_mask(self, leaf_id: int) -> int:
+        """The units (title, lines) holding the term, as a bitmask (bit i = unit i)."""
+        mask = self._units.get(leaf_id)
         if mask is None:
             mask = 0
-            sentence_of = self.doc.sentence_of
+            unit_of = self.doc.unit_of
             for start in self.starts(leaf_id):
-                mask |= 1 << sentence_of(start)
-            self._masks[leaf_id] = mask
+                mask |= 1 << unit_of(start)
+            self._units[leaf_id] = mask
         return mask
 
-    def clause_mask(self, clause: tuple[int, ...]) -> int:
-        """The sentences holding any term of ``clause`` (many queries share alias clauses)."""
-        mask = self._clause_masks.get(clause)
+    def clause_units(self, clause: tuple[int, ...]) -> int:
+        """The units holding any term of ``clause`` (many queries share alias clauses)."""
+        mask = self._clause_units.get(clause)
         if mask is None:
             mask = 0
             for leaf_id in clause:
-                mask |= self.sentence_mask(leaf_id)
-            self._clause_masks[clause] = mask
+                mask |= self.unit_mask(leaf_id)
+            self._clause_units[clause] = mask
+        return mask
+
+    def clause_sentences(self, clause: tuple[int, ...], unit: int) -> int:
+        """The sentences of ``unit`` holding any term of ``clause`` (bit i = its sentence i)."""
+        key = (clause, unit)
+        mask = self._clause_sentences.get(key)
+        if mask is None:
+            mask = 0
+            doc = self.doc
+            first, end = doc.unit_range(unit)
+            for leaf_id in clause:
+                starts = self.starts(leaf_id)
+                for start in starts[bisect_left(starts, first) : bisect_left(starts, end)]:
+                    mask |= 1 << doc.local_sentence(unit, start)
+            self._clause_sentences[key] = mask
         return mask
 
 
 class _PresearchCtx(_Ctx):
     """Term positions from one Aho-Corasick pass over the document's token stream."""
 
-    __slots__ = ("key_lengths", "raw")
+    __slots__ = ("pending", "raw", "widths")
 
-    def __init__(self, doc: _Doc, automaton: Any, key_lengths: list[int]) -> None:
+    def __init__(self, doc: _Doc, automaton: Any, widths: list[int]) -> None:
         super().__init__(doc)
-        self.key_lengths = key_lengths
+        self.widths = widths
         raw: dict[int, list[int]] = defaultdict(list)
-        if key_lengths:
-            for end, leaf_id in automaton.iter(doc.joined):
-                raw[leaf_id].append(end)
+        if widths:
+            # ``joined`` is " t0 t1 ... ": a key ending at char e (inside its last token,
+            # or on the space after it) has as many spaces before e as tokens up to and
+            # including its last one. The automaton reports ends in order, so one running
+            # count converts every occurrence to a token index: no per-token map needed.
+            joined = doc.joined
+            count = joined.count
+            spaces = 0
+            previous = 0
+            for end, leaf_id in automaton.iter(joined):
+                spaces += count(" ", previous, end)
+                previous = end
+                raw[leaf_id].append(spaces - widths[leaf_id])
         self.raw = raw
+        # Words are final; phrases keep only their occurrences inside one sentence, which
+        # may need a line split into sentences: left until a query asks for them.
+        known = self.known
+        pending: dict[int, list[int]] = {}
+        self.pending = pending
+        for leaf_id, found in raw.items():
+            if widths[leaf_id] == 1:
+                known[leaf_id] = found
+            else:
+                pending[leaf_id] = found
 
     def starts(self, leaf_id: int) -> list[int]:
-        cached = self._cache.get(leaf_id)
-        if cached is not None:
-            return cached
-        ends = self.raw.get(leaf_id)
-        if not ends:
-            result: list[int] = []
-        else:
-            offset = 2 - self.key_lengths[leaf_id]  # key = " tok ...": skip its leading space
-            token_by_char = self.doc.token_by_char
-            result = [token_by_char[end + offset] for end in ends]
-        self._cache[leaf_id] = result
-        return result
+        known = self.known.get(leaf_id)
+        if known is None:
+            found = self.pending.pop(leaf_id, None)
+            known = self.known[leaf_id] = (
+                [] if found is None else self.doc.within_one_sentence(found, self.widths[leaf_id])
+            )
+        return known
 
 
 class _LookupCtx(_Ctx):
@@ -464,7 +661,7 @@ def lookup_term(doc: _Doc, tokens: tuple[str, ...], prefix: bool) -> list[int]:
                 break
         else:
             out.append(start)
-    return out
+    return doc.within_one_sentence(out, len(tokens))
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -482,6 +679,11 @@ _Find = Callable[[_Ctx, int, int], "_Positions | None"]
 class _Eval:
     test: _Test
     find: _Find
+
+
+def _clause_keys(required: tuple[frozenset[int], ...]) -> tuple[tuple[int, ...], ...]:
+    """Required clauses as sorted tuples: the keys under which sentence masks are cached."""
+    return tuple(tuple(sorted(clause)) for clause in required)
 
 
 class _Compiler:
@@ -599,8 +801,7 @@ class _Compiler:
             )
         if isinstance(node, Near):
             return self._near(self.compile(node.left), self.compile(node.right), node.distance)
-        clauses = tuple(tuple(sorted(c)) for c in self.required(node.child))
-        return self._sent(self.compile(node.child), clauses)
+        return self._sent(self.compile(node.child), _clause_keys(self.required(node.child)))
 
     def _term(self, term: Term) -> _Eval:
         leaf_id = self.leaf(term)
@@ -608,7 +809,9 @@ class _Compiler:
         field = term.field
 
         def term_test(ctx: _Ctx, lo: int, hi: int) -> bool:
-            starts = ctx.starts(leaf_id)
+            starts = ctx.known.get(leaf_id)
+            if starts is None:
+                starts = ctx.starts(leaf_id)
             if not starts:
                 return False
             if field is not None:
@@ -620,7 +823,9 @@ class _Compiler:
             return index < len(starts) and starts[index] < hi
 
         def term_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
-            starts = ctx.starts(leaf_id)
+            starts = ctx.known.get(leaf_id)
+            if starts is None:
+                starts = ctx.starts(leaf_id)
             if not starts:
                 return None
             if field is not None:
@@ -693,7 +898,14 @@ class _Compiler:
                 for b in rights:
                     if a == b or (a[0] < title_end) != (b[0] < title_end):
                         continue
-                    gap = b[0] - a[1] if b[0] >= a[1] else a[0] - b[1]
+                    if b[0] >= a[1]:
+                        gap = b[0] - a[1]
+                        if gap <= distance:  # a sentence break counts as a word
+                            gap += ctx.doc.breaks_between(a[1] - 1, b[0])
+                    else:
+                        gap = a[0] - b[1]
+                        if gap <= distance:
+                            gap += ctx.doc.breaks_between(b[1] - 1, a[0])
                     if gap <= distance:
                         if first:
                             return [a, b]
@@ -716,28 +928,37 @@ class _Compiler:
         def sentences(ctx: _Ctx, lo: int, hi: int) -> list[tuple[int, int]]:
             """Token ranges of the sentences in [lo, hi) that meet every required clause.
 
-            Sentence sets are bitmasks, so a SENT whose terms never share a sentence is
-            rejected with a few integer operations and no evaluation.
+            Units (lines) first, then sentences inside the units left, as bitmasks: a SENT
+            whose terms never share a line is rejected with a few integer operations, no
+            evaluation, and no sentence splitting.
             """
-            doc = ctx.doc
             if hi <= lo:
                 return []
-            mask = (1 << len(doc.sentences)) - 1
+            doc = ctx.doc
+            first, last = doc.unit_of(lo), doc.unit_of(hi - 1)
+            units = ((1 << (last + 1)) - 1) >> first << first
             for clause in clauses:
-                mask &= ctx.clause_mask(clause)
-                if not mask:
+                units &= ctx.clause_units(clause)
+                if not units:
                     return []
-            if lo > 0 or hi < doc.n_tokens:
-                first, last = doc.sentence_of(lo), doc.sentence_of(hi - 1)
-                mask &= ((1 << (last + 1)) - 1) >> first << first
             ranges = []
-            while mask:
-                lowest = mask & -mask
-                mask ^= lowest
-                number = lowest.bit_length() - 1
-                start, end = max(lo, doc.sent_ts[number]), min(hi, doc.sent_te[number])
-                if start < end:
-                    ranges.append((start, end))
+            while units:
+                lowest = units & -units
+                units ^= lowest
+                unit = lowest.bit_length() - 1
+                found = doc.unit_sentences(unit)
+                mask = (1 << len(found)) - 1
+                for clause in clauses:
+                    mask &= ctx.clause_sentences(clause, unit)
+                    if not mask:
+                        break
+                while mask:
+                    lowest = mask & -mask
+                    mask ^= lowest
+                    sentence_start, sentence_end = found[lowest.bit_length() - 1][:2]
+                    start, end = max(lo, sentence_start), min(hi, sentence_end)
+                    if start < end:
+                        ranges.append((start, end))
             return ranges
 
         def sent_test(ctx: _Ctx, lo: int, hi: int) -> bool:
@@ -757,12 +978,21 @@ class _Compiler:
 # ---------------------------------------------------------------------------- evidence
 
 
-def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _Positions) -> Hit:
+def _hit(
+    commitment_id: str,
+    version: str,
+    root: _Eval,
+    clauses: tuple[tuple[int, ...], ...],
+    ctx: _Ctx,
+    positions: _Positions,
+) -> Hit:
     """Score a match and pick its evidence sentences.
 
     A sentence that satisfies the whole query on its own is better evidence than one that
     holds some of its terms; the score rewards a title that matches and several such
-    sentences (see docs/query-language.md, "Scoring").
+    sentences (see docs/query-language.md, "Scoring"). Only a sentence holding a term of
+    each of the query's required ``clauses`` can satisfy it alone: the others are not
+    evaluated.
     """
     doc = ctx.doc
     by_sentence: dict[int, set[tuple[int, int]]] = defaultdict(set)
@@ -772,11 +1002,15 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
     title_satisfies = title_has_terms = False
     satisfying_text = 0
     for sentence, marks in by_sentence.items():
-        start, end = doc.sent_ts[sentence], doc.sent_te[sentence]
-        alone = root.test(ctx, start, end)
+        start, end = doc.sentence_range(sentence)
+        unit = doc.unit_of(sentence)
+        bit = 1 << doc.local_sentence(unit, sentence)
+        alone = all(ctx.clause_sentences(c, unit) & bit for c in clauses) and root.test(
+            ctx, start, end
+        )
         if alone:
             marks = set(root.find(ctx, start, end) or marks)
-        field = doc.sentences[sentence][0]
+        field = doc.sentence_field(sentence)
         if field == "title":
             title_has_terms = True
             title_satisfies = alone
@@ -801,10 +1035,8 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
 
 def _evidence(doc: _Doc, sentence: int, marks: Iterable[tuple[int, int]]) -> Evidence:
     field, text = doc.sentence_text(sentence)
-    spans = doc.spans.get(sentence)
-    if spans is None:  # several commitments often cite the same sentence
-        spans = doc.spans[sentence] = token_spans(text)
-    first = doc.sent_ts[sentence]
+    spans = doc.token_spans(sentence)
+    first = sentence  # a sentence is named by its first token
     merged: list[tuple[int, int]] = []
     for start, end in sorted(marks):
         if end - first > len(spans):
@@ -847,6 +1079,7 @@ class Query:
         self.version = query_version(text, None, {n: aliases[n] for n in parsed.aliases_used})
         self._compiler = _Compiler()
         self._eval = self._compiler.compile(self.root)
+        self._clauses = _clause_keys(self._compiler.required(self.root))
 
     @property
     def terms(self) -> list[str]:
@@ -864,7 +1097,7 @@ class Query:
         if not self._eval.test(ctx, 0, doc.n_tokens):
             return None
         found = self._eval.find(ctx, 0, doc.n_tokens) or []
-        return _hit(self.commitment_id or "", self.version, self._eval, ctx, found)
+        return _hit(self.commitment_id or "", self.version, self._eval, self._clauses, ctx, found)
 
     def __str__(self) -> str:
         return self.explain()
@@ -891,6 +1124,7 @@ class _Commitment:
     exclude: _Eval | None
     min_score: float
     required: tuple[frozenset[int], ...]
+    clauses: tuple[tuple[int, ...], ...]  # the same, as the keys of sentence masks
 
 
 class Matcher:
@@ -914,14 +1148,16 @@ class Matcher:
                 for leaf_id in commitment.required[0]:
                     by_anchor[leaf_id].append(number)
         self._by_anchor = dict(by_anchor)
+        # A commitment found under a present anchor term has met its first clause.
+        self._other_clauses = [c.required[1:] for c in commitments]
         self._always = always
         self._automaton = ahocorasick.Automaton()
-        self._key_lengths: list[int] = []
+        self._widths: list[int] = []  # tokens per term
         for leaf_id, (tokens, prefix) in enumerate(compiler.leaves):
             key = " " + " ".join(tokens) + ("" if prefix else " ")
             self._automaton.add_word(key, leaf_id)
-            self._key_lengths.append(len(key))
-        if self._key_lengths:
+            self._widths.append(len(tokens))
+        if self._widths:
             self._automaton.make_automaton()
 
     @property
@@ -931,22 +1167,22 @@ class Matcher:
 
     def candidates(self, title: str, text: str) -> list[str]:
         """Ids of the commitments the presearch would evaluate on this article."""
-        ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._key_lengths)
+        ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._widths)
         return [self._commitments[n].id for n in sorted(self._candidate_numbers(ctx))]
 
     def _candidate_numbers(self, ctx: _PresearchCtx) -> list[int]:
         """Commitments with an anchor term present whose every required clause is met too."""
         numbers = set(self._always)
         by_anchor = self._by_anchor
-        present = set(ctx.raw)
+        present = ctx.raw.keys()
         for leaf_id in present:
             found = by_anchor.get(leaf_id)
             if found:
                 numbers.update(found)
-        commitments = self._commitments
+        other_clauses = self._other_clauses
         out = []
         for number in numbers:
-            for clause in commitments[number].required:
+            for clause in other_clauses[number]:
                 if clause.isdisjoint(present):
                     break
             else:
@@ -955,7 +1191,7 @@ class Matcher:
 
     def match(self, title: str, text: str) -> list[Hit]:
         """Hits with score >= the commitment's min_score and not excluded, best first."""
-        ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._key_lengths)
+        ctx = _PresearchCtx(_Doc(title, text), self._automaton, self._widths)
         commitments = self._commitments
         hits = []
         for number in self._candidate_numbers(ctx):
@@ -989,7 +1225,9 @@ class Matcher:
         if commitment.exclude is not None and commitment.exclude.test(ctx, 0, everything):
             return None
         found = commitment.evaluate.find(ctx, 0, everything) or []
-        hit = _hit(commitment.id, commitment.version, commitment.evaluate, ctx, found)
+        hit = _hit(
+            commitment.id, commitment.version, commitment.evaluate, commitment.clauses, ctx, found
+        )
         return hit if hit.score >= commitment.min_score else None
 
     def __len__(self) -> int:
@@ -1033,6 +1271,7 @@ def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> 
             used |= excluded.aliases_used
             exclude_eval = compiler.compile(excluded.root)
         version = query_version(commitment.query, exclude_text, {n: aliases[n] for n in used})
+        required = compiler.required(parsed.root)
         compiled.append(
             _Commitment(
                 commitment_id,
@@ -1040,7 +1279,8 @@ def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> 
                 compiler.compile(parsed.root),
                 exclude_eval,
                 float(getattr(commitment, "min_score", 1.0)),
-                compiler.required(parsed.root),
+                required,
+                _clause_keys(required),
             )
         )
     return Matcher(compiler, compiled)

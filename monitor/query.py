@@ -42,12 +42,12 @@ _TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")  # the definition; the patterns 
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _CJK_SPLIT = re.compile(f"[{_CJK}]|[^{_CJK}]+")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")  # deleting them leaves the other characters
 SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none spans two
+# [a-z0-9] and line breaks stay (split() treats "\n" as a space), everything else is a space
 _ASCII_SPLIT_TABLE = bytes(
-    c if c in b"abcdefghijklmnopqrstuvwxyz0123456789" + SEP.encode() else 32 for c in range(256)
+    c if c in b"abcdefghijklmnopqrstuvwxyz0123456789\n" + SEP.encode() else 32 for c in range(256)
 )
-_WORD_OR_SEP = re.compile(f"[^\\W_]+|{SEP}")
 _IS_CJK = re.compile(f"[{_CJK}]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
@@ -92,13 +92,14 @@ class FoldedText:
     away; curly quotes and dashes are not letters) a plain ``[a-z0-9]+`` scan suffices.
     """
 
-    __slots__ = ("aligned", "ascii_words", "folded", "text")
+    __slots__ = ("_words", "aligned", "ascii_words", "folded", "text")
 
     def __init__(self, text: str) -> None:
         if SEP in text:  # a stray control character must not pass for a sentence break
             text = text.replace(SEP, " ")
         self.text = text
-        others = set() if text.isascii() else set(_NON_ASCII.findall(text))
+        self._words: str | None = None
+        others = set() if text.isascii() else set(_ASCII_RUNS.sub("", text))
         if all(map(_inert, others)):
             # Only punctuation and symbols outside ASCII (curly quotes, dashes): they never
             # become or join tokens, so lowercasing is all the folding tokens need.
@@ -107,27 +108,59 @@ class FoldedText:
             return
         self.folded = fold(text)
         self.aligned = len(self.folded) == len(text) and all(map(_keeps_length, others))
-        self.ascii_words = not any(c.isalnum() for c in set(_NON_ASCII.findall(self.folded)))
+        self.ascii_words = not any(c.isalnum() for c in set(_ASCII_RUNS.sub("", self.folded)))
 
-    def sentence_tokens(self, spans: list[tuple[int, int]]) -> list[str]:
-        """The tokens of each span, in order, with a ``SEP`` pseudo-token between spans."""
-        if self.aligned:
-            folded = self.folded
-            pieces = [folded[start:end] for start, end in spans]
-        else:
-            pieces = [fold(self.text[start:end]) for start, end in spans]
+    def all_tokens(self) -> list[str]:
+        """Every token of an aligned text, in order.
+
+        Tokens are runs of word characters (and single CJK characters), so they are the
+        concatenation of the tokens of any split of the text at non-word characters, such
+        as its sentences: ``span_token_counts`` says how many fall in each.
+        """
         if self.ascii_words:
-            # [a-z0-9]+ runs, found by byte translation and split: twice as fast as findall
-            raw = f" {SEP} ".join(pieces).encode("ascii", "replace")
-            return raw.translate(_ASCII_SPLIT_TABLE).decode("ascii").split()
-        marked = SEP.join(pieces)
-        out: list[str] = []
-        for word in _WORD_OR_SEP.findall(marked):
-            if word.isascii():
-                out.append(word)
-            else:
-                out.extend(_CJK_SPLIT.findall(word))
+            return self._ascii_words().split()
+        return self.tokens_folded(0, None)
+
+    def span_token_counts(self, spans: list[tuple[int, int]]) -> list[int]:
+        """How many tokens each span of an aligned text holds (offsets in the original)."""
+        if self.ascii_words:
+            words = self._ascii_words()
+            return [len(words[start:end].split()) for start, end in spans]
+        return [len(self.tokens_folded(start, end)) for start, end in spans]
+
+    def token_spans(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Character spans, from ``start``, of the tokens of ``text[start:end]``."""
+        if not self.aligned:
+            return token_spans(self.text[start:end])
+        pattern = _ASCII_WORD if self.ascii_words else _TOKEN
+        found = pattern.finditer(self.folded, start, end)
+        return [(match.start() - start, match.end() - start) for match in found]
+
+    def line_token_counts(self) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) of each line of an aligned text that holds more than spaces."""
+        out = []
+        start = 0
+        words = self._ascii_words().split("\n") if self.ascii_words else None
+        for number, line in enumerate(self.text.split("\n")):
+            end = start + len(line)
+            if line and not line.isspace():
+                if words is not None:
+                    out.append((start, end, len(words[number].split())))
+                else:
+                    out.append((start, end, len(self.tokens_folded(start, end))))
+            start = end + 1
         return out
+
+    def _ascii_words(self) -> str:
+        """The folded text with every character but [a-z0-9] and line breaks made a space.
+
+        A byte translation and a split find the [a-z0-9]+ runs twice as fast as findall.
+        One character stays one byte, so offsets still line up with the original.
+        """
+        if self._words is None:
+            raw = self.folded.encode("ascii", "replace")
+            self._words = raw.translate(_ASCII_SPLIT_TABLE).decode("ascii")
+        return self._words
 
     def tokens(self, start: int, end: int) -> list[str]:
         """The tokens of ``text[start:end]`` (offsets in the original text)."""
