@@ -320,37 +320,14 @@ class _Doc:
         self._unit_ts: list[int] = []
         self._unit_te: list[int] = []
         self._sentences: dict[int, tuple[int, str, int, int]] = {}  # first token -> ...
-        self._lines_pending = False
         if title_span is not None:
             self._add_unit("title", title_span, 0, self.title_end)
             self._set_sentences(0, [(0, self.title_end, *title_span)])
-        if folded.aligned:
-            text_tokens = folded.all_tokens()
-            if tokens and text_tokens:
-                tokens.append(SEP)
-            self.text_start = len(tokens)
-            self._lines_pending = True  # units for the lines are made on first use
-        else:
-            # Folding changed lengths (rare: "ß", ligatures): tokenize sentence by
-            # sentence, so the concatenation holds by construction.
-            pieces = []
-            for line in line_spans(text):
-                spans = split_line(text, *line)
-                pieces.append((line, [(span, folded.tokens(*span)) for span in spans]))
-            text_tokens = [
-                token for _, sentences in pieces for _, words in sentences for token in words
-            ]
-            if tokens and text_tokens:
-                tokens.append(SEP)
-            position = self.text_start = len(tokens)
-            for line, sentences in pieces:
-                unit = self._add_unit("text", line, position, position)
-                found = []
-                for span, words in sentences:
-                    found.append((position, position + len(words), *span))
-                    position += len(words)
-                self._unit_te[unit] = position
-                self._set_sentences(unit, found)
+        text_tokens = folded.all_tokens()
+        if tokens and text_tokens:
+            tokens.append(SEP)
+        self.text_start = len(tokens)
+        self._lines_pending = True  # units for the lines are made on first use
         tokens.extend(text_tokens)
         self.tokens = tokens
         self.n_tokens = len(tokens)
@@ -360,9 +337,13 @@ class _Doc:
         self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
 
     def _add_lines(self) -> None:
-        """Make a unit of each line of the text (aligned folding: counted, not re-tokenized)."""
+        """Make a unit of each line of the text: counted, not tokenized again."""
         self._lines_pending = False
         lines = self._folded.line_token_counts()
+        if sum(count for _, _, count in lines) != self.n_tokens - self.text_start:
+            # Folding line by line gave other tokens than folding the whole text
+            # (pathological Unicode): one unit for the whole text, never misplace.
+            lines = [(0, len(self.fields["text"]), self.n_tokens - self.text_start)]
         units, firsts, ends = self._units, self._unit_ts, self._unit_te
         position = self.text_start
         for start, end, count in lines:
@@ -372,8 +353,6 @@ class _Doc:
             ends.append(position)
         self._unit_sentences.extend([None] * len(lines))
         self._unit_starts.extend([None] * len(lines))
-        if lines and position != self.n_tokens:  # tokens straddled a line break: a bug
-            raise AssertionError(f"lines hold {position} tokens, the document {self.n_tokens}")
 
     def _add_unit(self, field: str, span: tuple[int, int], first: int, end: int) -> int:
         self._units.append((field, *span))
@@ -405,7 +384,9 @@ class _Doc:
                 found.append((position, position + count, *span))
                 position += count
             if position != self._unit_te[unit]:
-                raise AssertionError(f"sentences hold {position} tokens, their line more")
+                # Folding a sentence alone gave other tokens than folding the whole text
+                # (pathological Unicode): keep the line as one sentence, never misplace.
+                found = [(self._unit_ts[unit], self._unit_te[unit], start, end)]
             self._set_sentences(unit, found)
         return found
 
@@ -529,6 +510,10 @@ class _Ctx:
         """Sorted token indices where the term starts."""
         raise NotImplementedError
 
+    def present(self, clause: tuple[int, ...]) -> Iterable[int]:
+        """The terms of ``clause`` that may occur (all of them, unless known otherwise)."""
+        return clause
+
     def unit_mask(self, leaf_id: int) -> int:
         """The units (title, lines) holding the term, as a bitmask (bit i = unit i)."""
         mask = self._units.get(leaf_id)
@@ -545,7 +530,7 @@ class _Ctx:
         mask = self._clause_units.get(clause)
         if mask is None:
             mask = 0
-            for leaf_id in clause:
+            for leaf_id in self.present(clause):
                 mask |= self.unit_mask(leaf_id)
             self._clause_units[clause] = mask
         return mask
@@ -558,7 +543,7 @@ class _Ctx:
             mask = 0
             doc = self.doc
             first, end = doc.unit_range(unit)
-            for leaf_id in clause:
+            for leaf_id in self.present(clause):
                 starts = self.starts(leaf_id)
                 for start in starts[bisect_left(starts, first) : bisect_left(starts, end)]:
                     mask |= 1 << doc.local_sentence(unit, start)
@@ -599,6 +584,9 @@ class _PresearchCtx(_Ctx):
                 known[leaf_id] = found
             else:
                 pending[leaf_id] = found
+
+    def present(self, clause: tuple[int, ...]) -> Iterable[int]:
+        return self.raw.keys() & clause
 
     def starts(self, leaf_id: int) -> list[int]:
         known = self.known.get(leaf_id)
@@ -1148,8 +1136,12 @@ class Matcher:
                 for leaf_id in commitment.required[0]:
                     by_anchor[leaf_id].append(number)
         self._by_anchor = dict(by_anchor)
-        # A commitment found under a present anchor term has met its first clause.
-        self._other_clauses = [c.required[1:] for c in commitments]
+        # A commitment found under a present anchor term has met its first clause; the
+        # others, as bitmasks of term ids, are tested against the terms present.
+        self._other_clauses = [
+            tuple(sum(1 << leaf_id for leaf_id in clause) for clause in c.required[1:])
+            for c in commitments
+        ]
         self._always = always
         self._automaton = ahocorasick.Automaton()
         self._widths: list[int] = []  # tokens per term
@@ -1174,8 +1166,9 @@ class Matcher:
         """Commitments with an anchor term present whose every required clause is met too."""
         numbers = set(self._always)
         by_anchor = self._by_anchor
-        present = ctx.raw.keys()
-        for leaf_id in present:
+        present = 0  # the terms present, as a bitmask: one AND tests a clause
+        for leaf_id in ctx.raw:
+            present |= 1 << leaf_id
             found = by_anchor.get(leaf_id)
             if found:
                 numbers.update(found)
@@ -1183,7 +1176,7 @@ class Matcher:
         out = []
         for number in numbers:
             for clause in other_clauses[number]:
-                if clause.isdisjoint(present):
+                if not clause & present:
                     break
             else:
                 out.append(number)

@@ -84,12 +84,13 @@ _fold_keeps_length: dict[str, bool] = {}
 
 
 class FoldedText:
-    """A text folded once, tokenized slice by slice (sentence by sentence).
+    """A text folded once, tokenized whole, and counted line by line or span by span.
 
     Tokenizing is the fixed cost of matching an article, so the common cases take fast
-    paths: when folding changes no character's length the slices of the folded text line
-    up with the original's, and when no letter outside ASCII is left (accents are folded
-    away; curly quotes and dashes are not letters) a plain ``[a-z0-9]+`` scan suffices.
+    paths: when folding changes no character's length (``aligned``) the slices of the
+    folded text line up with the original's, and when no letter outside ASCII is left
+    (accents are folded away; curly quotes and dashes are not letters) a byte translation
+    and a split replace the regular expression.
     """
 
     __slots__ = ("_words", "aligned", "ascii_words", "folded", "text")
@@ -111,18 +112,39 @@ class FoldedText:
         self.ascii_words = not any(c.isalnum() for c in set(_ASCII_RUNS.sub("", self.folded)))
 
     def all_tokens(self) -> list[str]:
-        """Every token of an aligned text, in order.
+        """Every token of the text, in order.
 
         Tokens are runs of word characters (and single CJK characters), so they are the
-        concatenation of the tokens of any split of the text at non-word characters, such
-        as its sentences: ``span_token_counts`` says how many fall in each.
+        concatenation of the tokens of the text's lines, and of any split of a line at
+        non-word characters, such as its sentences: ``line_token_counts`` and
+        ``span_token_counts`` say how many fall in each.
         """
         if self.ascii_words:
             return self._ascii_words().split()
-        return self.tokens_folded(0, None)
+        return word_tokens(self.folded)
+
+    def line_token_counts(self) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) of each line of the text that holds more than spaces."""
+        lines = self.text.split("\n")
+        if self.ascii_words:
+            counts = [len(line.split()) for line in self._ascii_words().split("\n")]
+        else:
+            counts = [len(word_tokens(line)) for line in self.folded.split("\n")]
+        if len(counts) != len(lines):  # folding made or ate a line break: fold line by line
+            counts = [len(word_tokens(fold(line))) for line in lines]
+        out = []
+        start = 0
+        for line, count in zip(lines, counts, strict=True):
+            end = start + len(line)
+            if line and not line.isspace():
+                out.append((start, end, count))
+            start = end + 1
+        return out
 
     def span_token_counts(self, spans: list[tuple[int, int]]) -> list[int]:
-        """How many tokens each span of an aligned text holds (offsets in the original)."""
+        """How many tokens each span of the text holds (offsets in the original)."""
+        if not self.aligned:
+            return [len(word_tokens(fold(self.text[start:end]))) for start, end in spans]
         if self.ascii_words:
             words = self._ascii_words()
             return [len(words[start:end].split()) for start, end in spans]
@@ -136,26 +158,11 @@ class FoldedText:
         found = pattern.finditer(self.folded, start, end)
         return [(match.start() - start, match.end() - start) for match in found]
 
-    def line_token_counts(self) -> list[tuple[int, int, int]]:
-        """(start, end, tokens) of each line of an aligned text that holds more than spaces."""
-        out = []
-        start = 0
-        words = self._ascii_words().split("\n") if self.ascii_words else None
-        for number, line in enumerate(self.text.split("\n")):
-            end = start + len(line)
-            if line and not line.isspace():
-                if words is not None:
-                    out.append((start, end, len(words[number].split())))
-                else:
-                    out.append((start, end, len(self.tokens_folded(start, end))))
-            start = end + 1
-        return out
-
     def _ascii_words(self) -> str:
         """The folded text with every character but [a-z0-9] and line breaks made a space.
 
         A byte translation and a split find the [a-z0-9]+ runs twice as fast as findall.
-        One character stays one byte, so offsets still line up with the original.
+        One character stays one byte, so offsets still line up with the folded text.
         """
         if self._words is None:
             raw = self.folded.encode("ascii", "replace")
