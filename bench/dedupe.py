@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.dedupe import KEYS_PER_ARTICLE, Deduper, canonical_url, content_hash
-from monitor.store import NewArticle, Store
+from monitor.store import SCHEMA_VERSION, NewArticle, Store
 
 
 def load(path: Path) -> list[dict]:
@@ -212,8 +212,12 @@ def bulk_load(path: Path, count: int, batch: int = 50_000) -> None:
 
 def synthetic_store(workdir: Path, count: int) -> Path:
     """The pristine synthetic store of that size, built once (in a child process, so
-    this process's RSS is not the loader's) and kept in ``workdir`` for later runs."""
-    path = workdir / f"synthetic-{count}.db"
+    this process's RSS is not the loader's) and kept in ``workdir`` for later runs.
+
+    The name carries the schema version and the keys per article, so a store written
+    for another layout is not reused (opening it would migrate it inside the timed run).
+    """
+    path = workdir / f"synthetic-{count}-v{SCHEMA_VERSION}-k{KEYS_PER_ARTICLE}.db"
     if not path.exists():
         started = time.perf_counter()
         partial = path.with_suffix(".partial")

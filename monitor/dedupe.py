@@ -318,12 +318,13 @@ class Deduper:
         text = row["text"] or ""
         if not text.strip():
             return None  # every empty page has the same hash; that is not a story
-        short = len(text.split()) < SHORT_WORDS
-        for hit in self.conn.execute(
+        hits = self.conn.execute(
             "SELECT id, story_id, title FROM articles WHERE content_hash = ? AND id != ?"
             " AND story_id IS NOT NULL ORDER BY id LIMIT 20",
             (digest, row["id"]),
-        ):
+        ).fetchall()
+        short = bool(hits) and len(text.split(maxsplit=SHORT_WORDS)) <= SHORT_WORDS - 1
+        for hit in hits:
             if not short or _same_title(hit["title"], row["title"]):
                 return _Match(hit["id"], hit["story_id"], "hash", 1.0)
         return None
