@@ -249,7 +249,10 @@ class Deduper:
         key = (other["id"], other["content_hash"] or "")
         shingles = self._recent.get(key)
         if shingles is None:
-            shingles = body_shingles(other["text"] or "")
+            text = self.conn.execute(
+                "SELECT text FROM articles WHERE id = ?", (other["id"],)
+            ).fetchone()[0]
+            shingles = body_shingles(text or "")
             self._remember(key, shingles)
         return shingles
 
@@ -350,7 +353,7 @@ class Deduper:
         rows = {
             other["id"]: other
             for other in self.conn.execute(
-                "SELECT id, story_id, title, text, content_hash FROM articles"
+                "SELECT id, story_id, title, content_hash FROM articles"
                 f" WHERE id IN ({','.join('?' * len(ids))}) AND story_id IS NOT NULL",
                 ids,
             )
