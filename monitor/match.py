@@ -264,31 +264,33 @@ def _is_abbreviation(text: str, period: int) -> bool:
 class _Doc:
     """An article as the matcher sees it: folded tokens, and its sentences when asked.
 
-    ``tokens`` holds the title's tokens, a separator pseudo-token, then the text's, so
-    positions are token indices and no phrase runs from the title into the text.
-    ``joined`` is the same tokens joined by spaces, for the Aho-Corasick pass.
+    ``tokens`` holds the title's tokens, then the text's, with a separator pseudo-token
+    after the title and for each line break of the text, so positions are token indices
+    and no phrase runs from the title into the text or across lines. ``joined`` is the
+    same tokens joined by spaces, for the Aho-Corasick pass.
 
     Sentences are found only where a query needs them (``SENT``, ``NEAR``, a phrase, the
     evidence of a hit): splitting a whole article costs as much as tokenizing it, and
     most candidates are settled by a few lines. A line break always ends a sentence, so
-    the document is cut into *units* (the title, then each line of the text) at once,
-    and a unit into sentences the first time one of its sentences is asked for. Tokens
-    never straddle a unit or a sentence, so each is a range of token indices; a sentence
-    is named by its first token. A phrase is kept only inside one sentence, and each
-    sentence break counts as a word for ``NEAR``.
+    the separators cut the document into *units* (the title, then each line of the
+    text), and a unit is split into sentences the first time one of them is asked for.
+    Tokens never straddle a sentence, so each is a range of token indices, named by its
+    first token. A phrase is kept only inside one sentence, and each sentence break (not
+    each separator: an empty line is no sentence) counts as a word for ``NEAR``.
     """
 
     __slots__ = (
         "_folded",
         "_index",
+        "_line_starts",
         "_lines_pending",
         "_sentences",
         "_title_folded",
+        "_title_span",
         "_unit_sentences",
         "_unit_starts",
         "_unit_te",
         "_unit_ts",
-        "_units",
         "_vocab",
         "fields",
         "joined",
@@ -316,15 +318,19 @@ class _Doc:
         # unit -> its sentences: (first token, one past the last, start, end in the field)
         self._unit_sentences: list[list[tuple[int, int, int, int]] | None] = []
         self._unit_starts: list[list[int] | None] = []
-        self._units: list[tuple[str, int, int]] = []
+        self._title_span = title_span
+        self._line_starts: list[int] | None = None  # where each line of the text starts
         self._unit_ts: list[int] = []
         self._unit_te: list[int] = []
         self._sentences: dict[int, tuple[int, str, int, int]] = {}  # first token -> ...
         if title_span is not None:
-            self._add_unit("title", title_span, 0, self.title_end)
+            self._unit_ts.append(0)
+            self._unit_te.append(self.title_end)
+            self._unit_sentences.append(None)
+            self._unit_starts.append(None)
             self._set_sentences(0, [(0, self.title_end, *title_span)])
         text_tokens = folded.all_tokens()
-        if tokens and text_tokens:
+        if tokens:
             tokens.append(SEP)
         self.text_start = len(tokens)
         self._lines_pending = True  # units for the lines are made on first use
@@ -337,33 +343,47 @@ class _Doc:
         self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
 
     def _add_lines(self) -> None:
-        """Make a unit of each line of the text: counted, not tokenized again."""
+        """Make a unit of each line of the text, at the separators its tokens hold."""
         self._lines_pending = False
-        lines = self._folded.line_token_counts()
-        if sum(count for _, _, count in lines) != self.n_tokens - self.text_start:
-            # Folding line by line gave other tokens than folding the whole text
-            # (pathological Unicode): one unit for the whole text, never misplace.
-            lines = [(0, len(self.fields["text"]), self.n_tokens - self.text_start)]
-        units, firsts, ends = self._units, self._unit_ts, self._unit_te
+        find = self.tokens.index
+        separators = []
         position = self.text_start
-        for start, end, count in lines:
-            units.append(("text", start, end))
-            firsts.append(position)
-            position += count
-            ends.append(position)
-        self._unit_sentences.extend([None] * len(lines))
-        self._unit_starts.extend([None] * len(lines))
+        try:
+            while True:
+                position = find(SEP, position) + 1
+                separators.append(position - 1)
+        except ValueError:
+            pass
+        if len(separators) != self.fields["text"].count("\n"):
+            # Folding made or ate a line break (pathological Unicode): the text is one
+            # unit, and then one sentence (see unit_sentences); never misplace a token.
+            separators = []
+            self._line_starts = [0]
+        self._unit_ts.extend([self.text_start] + [sep + 1 for sep in separators])
+        self._unit_te.extend([*separators, self.n_tokens])
+        self._unit_sentences.extend([None] * (len(separators) + 1))
+        self._unit_starts.extend([None] * (len(separators) + 1))
 
-    def _add_unit(self, field: str, span: tuple[int, int], first: int, end: int) -> int:
-        self._units.append((field, *span))
-        self._unit_ts.append(first)
-        self._unit_te.append(end)
-        self._unit_sentences.append(None)
-        self._unit_starts.append(None)
-        return len(self._units) - 1
+    def _unit_span(self, unit: int) -> tuple[str, int, int]:
+        """The unit's field, and where it starts and ends in it."""
+        if self._title_span is not None:
+            if unit == 0:
+                return ("title", *self._title_span)
+            unit -= 1
+        starts = self._line_starts
+        text = self.fields["text"]
+        if starts is None:
+            starts = [0]
+            found = text.find("\n")
+            while found >= 0:
+                starts.append(found + 1)
+                found = text.find("\n", found + 1)
+            self._line_starts = starts
+        end = starts[unit + 1] - 1 if unit + 1 < len(starts) else len(text)
+        return "text", starts[unit], end
 
     def _set_sentences(self, unit: int, found: list[tuple[int, int, int, int]]) -> None:
-        field = self._units[unit][0]
+        field = "title" if unit == 0 and self._title_span is not None else "text"
         self._unit_sentences[unit] = found
         self._unit_starts[unit] = [first for first, *_ in found]
         for first, end, start, stop in found:
@@ -376,7 +396,7 @@ class _Doc:
             self._add_lines()
         found = self._unit_sentences[unit]
         if found is None:
-            _, start, end = self._units[unit]
+            _, start, end = self._unit_span(unit)
             spans = split_line(self.fields["text"], start, end)
             position = self._unit_ts[unit]
             found = []
@@ -425,7 +445,7 @@ class _Doc:
         if self._lines_pending:
             self._add_lines()
         return [
-            found[:2] for unit in range(len(self._units)) for found in self.unit_sentences(unit)
+            found[:2] for unit in range(len(self._unit_ts)) for found in self.unit_sentences(unit)
         ]
 
     def token_spans(self, sentence: int) -> list[tuple[int, int]]:
@@ -453,6 +473,20 @@ class _Doc:
             if unit == unit_of(start + last) and local(unit, start) == local(unit, start + last):
                 kept.append(start)
         return kept
+
+    def gap_between(self, before: int, after: int, limit: int) -> int:
+        """``NEAR``'s distance from token ``before`` to token ``after``: words and breaks.
+
+        Separators are not words; sentence breaks count one each. Past ``limit`` on the
+        words alone, the breaks are not counted (they would need the lines split).
+        """
+        between = after - before - 1
+        if between < 0:  # the terms overlap
+            return between
+        words = between - (self.unit_of(after) - self.unit_of(before))
+        if words > limit:
+            return words
+        return words + self.breaks_between(before, after)
 
     def breaks_between(self, before: int, after: int) -> int:
         """Sentence breaks between two text tokens; ``NEAR`` counts each as a word."""
@@ -887,13 +921,9 @@ class _Compiler:
                     if a == b or (a[0] < title_end) != (b[0] < title_end):
                         continue
                     if b[0] >= a[1]:
-                        gap = b[0] - a[1]
-                        if gap <= distance:  # a sentence break counts as a word
-                            gap += ctx.doc.breaks_between(a[1] - 1, b[0])
+                        gap = ctx.doc.gap_between(a[1] - 1, b[0], distance)
                     else:
-                        gap = a[0] - b[1]
-                        if gap <= distance:
-                            gap += ctx.doc.breaks_between(b[1] - 1, a[0])
+                        gap = ctx.doc.gap_between(b[1] - 1, a[0], distance)
                     if gap <= distance:
                         if first:
                             return [a, b]

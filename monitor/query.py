@@ -48,6 +48,7 @@ SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none s
 _ASCII_SPLIT_TABLE = bytes(
     c if c in b"abcdefghijklmnopqrstuvwxyz0123456789\n" + SEP.encode() else 32 for c in range(256)
 )
+_WORD_OR_LINE = re.compile(r"[^\W_]+|\n")
 _IS_CJK = re.compile(f"[{_CJK}]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
@@ -112,33 +113,20 @@ class FoldedText:
         self.ascii_words = not any(c.isalnum() for c in set(_ASCII_RUNS.sub("", self.folded)))
 
     def all_tokens(self) -> list[str]:
-        """Every token of the text, in order.
+        """Every token of the text, in order, with ``SEP`` for each line break.
 
-        Tokens are runs of word characters (and single CJK characters), so they are the
-        concatenation of the tokens of the text's lines, and of any split of a line at
-        non-word characters, such as its sentences: ``line_token_counts`` and
-        ``span_token_counts`` say how many fall in each.
+        Tokens are runs of word characters (and single CJK characters), so a line's are
+        the concatenation of the tokens of any split of it at non-word characters, such
+        as its sentences: ``span_token_counts`` says how many fall in each.
         """
         if self.ascii_words:
-            return self._ascii_words().split()
-        return word_tokens(self.folded)
-
-    def line_token_counts(self) -> list[tuple[int, int, int]]:
-        """(start, end, tokens) of each line of the text that holds more than spaces."""
-        lines = self.text.split("\n")
-        if self.ascii_words:
-            counts = [len(line.split()) for line in self._ascii_words().split("\n")]
-        else:
-            counts = [len(word_tokens(line)) for line in self.folded.split("\n")]
-        if len(counts) != len(lines):  # folding made or ate a line break: fold line by line
-            counts = [len(word_tokens(fold(line))) for line in lines]
-        out = []
-        start = 0
-        for line, count in zip(lines, counts, strict=True):
-            end = start + len(line)
-            if line and not line.isspace():
-                out.append((start, end, count))
-            start = end + 1
+            return self._ascii_words().replace("\n", f" {SEP} ").split()
+        out: list[str] = []
+        for word in _WORD_OR_LINE.findall(self.folded):
+            if word.isascii():
+                out.append(SEP if word == "\n" else word)
+            else:
+                out.extend(_CJK_SPLIT.findall(word))
         return out
 
     def span_token_counts(self, spans: list[tuple[int, int]]) -> list[int]:
