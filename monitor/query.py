@@ -44,9 +44,15 @@ _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _CJK_SPLIT = re.compile(f"[{_CJK}]|[^{_CJK}]+")
 _ASCII_RUNS = re.compile(r"[\x00-\x7f]+")  # deleting them leaves the other characters
 SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none spans two
-# [a-z0-9] and line breaks stay (split() treats "\n" as a space), everything else is a space
+# [a-z0-9] and line breaks stay (split() treats "\n" as a space), A-Z become a-z,
+# everything else is a space
 _ASCII_SPLIT_TABLE = bytes(
-    c if c in b"abcdefghijklmnopqrstuvwxyz0123456789\n" + SEP.encode() else 32 for c in range(256)
+    c
+    if c in b"abcdefghijklmnopqrstuvwxyz0123456789\n" + SEP.encode()
+    else c + 32
+    if 65 <= c <= 90
+    else 32
+    for c in range(256)
 )
 _WORD_OR_LINE = re.compile(r"[^\W_]+|\n")
 _IS_CJK = re.compile(f"[{_CJK}]")
@@ -94,23 +100,32 @@ class FoldedText:
     and a split replace the regular expression.
     """
 
-    __slots__ = ("_words", "aligned", "ascii_words", "folded", "text")
+    __slots__ = ("_folded", "_words", "aligned", "ascii_words", "text")
 
     def __init__(self, text: str) -> None:
         if SEP in text:  # a stray control character must not pass for a sentence break
             text = text.replace(SEP, " ")
         self.text = text
         self._words: str | None = None
+        self._folded: str | None = None
         others = set() if text.isascii() else set(_ASCII_RUNS.sub("", text))
         if all(map(_inert, others)):
             # Only punctuation and symbols outside ASCII (curly quotes, dashes): they never
-            # become or join tokens, so lowercasing is all the folding tokens need.
-            self.folded = text.lower()
+            # become or join tokens, so lowercasing ASCII is all the folding tokens need,
+            # and the byte translation of ``_ascii_words`` does it.
             self.aligned = self.ascii_words = True
             return
-        self.folded = fold(text)
-        self.aligned = len(self.folded) == len(text) and all(map(_keeps_length, others))
-        self.ascii_words = not any(c.isalnum() for c in set(_ASCII_RUNS.sub("", self.folded)))
+        self._folded = folded = fold(text)
+        self.aligned = len(folded) == len(text) and all(map(_keeps_length, others))
+        # Folding is done character by character (but for Hangul jamo, letters either way).
+        self.ascii_words = not any(map(_folds_to_a_letter_outside_ascii, others))
+
+    @property
+    def folded(self) -> str:
+        """The folded text (for text that needed only lowercasing, made when asked)."""
+        if self._folded is None:
+            self._folded = self.text.lower()
+        return self._folded
 
     def all_tokens(self) -> list[str]:
         """Every token of the text, in order, with ``SEP`` for each line break.
@@ -142,18 +157,22 @@ class FoldedText:
         """Character spans, from ``start``, of the tokens of ``text[start:end]``."""
         if not self.aligned:
             return token_spans(self.text[start:end])
-        pattern = _ASCII_WORD if self.ascii_words else _TOKEN
-        found = pattern.finditer(self.folded, start, end)
+        if self.ascii_words:
+            found = _ASCII_WORD.finditer(self._ascii_words(), start, end)
+        else:
+            found = _TOKEN.finditer(self.folded, start, end)
         return [(match.start() - start, match.end() - start) for match in found]
 
     def _ascii_words(self) -> str:
         """The folded text with every character but [a-z0-9] and line breaks made a space.
 
-        A byte translation and a split find the [a-z0-9]+ runs twice as fast as findall.
-        One character stays one byte, so offsets still line up with the folded text.
+        A byte translation (which also lowercases A-Z) and a split find the [a-z0-9]+
+        runs twice as fast as findall. One character stays one byte, so offsets still
+        line up with the folded text.
         """
         if self._words is None:
-            raw = self.folded.encode("ascii", "replace")
+            folded = self.text if self._folded is None else self._folded
+            raw = folded.encode("ascii", "replace")
             self._words = raw.translate(_ASCII_SPLIT_TABLE).decode("ascii")
         return self._words
 
@@ -186,6 +205,17 @@ def _inert(char: str) -> bool:
     if known is None:
         folded = fold(char)
         known = _fold_is_inert[char] = bool(folded) and not any(c.isalnum() for c in folded)
+    return known
+
+
+_fold_gives_letter: dict[str, bool] = {}
+
+
+def _folds_to_a_letter_outside_ascii(char: str) -> bool:
+    known = _fold_gives_letter.get(char)
+    if known is None:
+        known = any(c.isalnum() and not c.isascii() for c in fold(char))
+        _fold_gives_letter[char] = known
     return known
 
 
