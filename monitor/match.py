@@ -996,21 +996,12 @@ class _Compiler:
 # ---------------------------------------------------------------------------- evidence
 
 
-def _hit(
-    commitment_id: str,
-    version: str,
-    root: _Eval,
-    clauses: tuple[tuple[int, ...], ...],
-    ctx: _Ctx,
-    positions: _Positions,
-) -> Hit:
+def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _Positions) -> Hit:
     """Score a match and pick its evidence sentences.
 
     A sentence that satisfies the whole query on its own is better evidence than one that
     holds some of its terms; the score rewards a title that matches and several such
-    sentences (see docs/query-language.md, "Scoring"). Only a sentence holding a term of
-    each of the query's required ``clauses`` can satisfy it alone: the others are not
-    evaluated.
+    sentences (see docs/query-language.md, "Scoring").
     """
     doc = ctx.doc
     by_sentence: dict[int, set[tuple[int, int]]] = defaultdict(set)
@@ -1021,11 +1012,7 @@ def _hit(
     satisfying_text = 0
     for sentence, marks in by_sentence.items():
         start, end = doc.sentence_range(sentence)
-        unit = doc.unit_of(sentence)
-        bit = 1 << doc.local_sentence(unit, sentence)
-        alone = all(ctx.clause_sentences(c, unit) & bit for c in clauses) and root.test(
-            ctx, start, end
-        )
+        alone = root.test(ctx, start, end)
         if alone:
             marks = set(root.find(ctx, start, end) or marks)
         field = doc.sentence_field(sentence)
@@ -1097,7 +1084,6 @@ class Query:
         self.version = query_version(text, None, {n: aliases[n] for n in parsed.aliases_used})
         self._compiler = _Compiler()
         self._eval = self._compiler.compile(self.root)
-        self._clauses = _clause_keys(self._compiler.required(self.root))
 
     @property
     def terms(self) -> list[str]:
@@ -1115,7 +1101,7 @@ class Query:
         if not self._eval.test(ctx, 0, doc.n_tokens):
             return None
         found = self._eval.find(ctx, 0, doc.n_tokens) or []
-        return _hit(self.commitment_id or "", self.version, self._eval, self._clauses, ctx, found)
+        return _hit(self.commitment_id or "", self.version, self._eval, ctx, found)
 
     def __str__(self) -> str:
         return self.explain()
@@ -1142,7 +1128,6 @@ class _Commitment:
     exclude: _Eval | None
     min_score: float
     required: tuple[frozenset[int], ...]
-    clauses: tuple[tuple[int, ...], ...]  # the same, as the keys of sentence masks
 
 
 class Matcher:
@@ -1248,9 +1233,7 @@ class Matcher:
         if commitment.exclude is not None and commitment.exclude.test(ctx, 0, everything):
             return None
         found = commitment.evaluate.find(ctx, 0, everything) or []
-        hit = _hit(
-            commitment.id, commitment.version, commitment.evaluate, commitment.clauses, ctx, found
-        )
+        hit = _hit(commitment.id, commitment.version, commitment.evaluate, ctx, found)
         return hit if hit.score >= commitment.min_score else None
 
     def __len__(self) -> int:
@@ -1303,7 +1286,6 @@ def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> 
                 exclude_eval,
                 float(getattr(commitment, "min_score", 1.0)),
                 required,
-                _clause_keys(required),
             )
         )
     return Matcher(compiler, compiled)
