@@ -225,31 +225,41 @@ def split_line(text: str, line_start: int, line_end: int) -> list[tuple[int, int
     for match in _BOUNDARY.finditer(text, line_start, line_end):
         begin, end = match.span()
         if text[begin] in ".!?" and text[end - 1] in _SOFT_LAST:
-            following = _NEXT_VISIBLE.match(text, end, line_end)
-            if following is not None and (
-                following.start(1) == end or following.group(1).islower()
+            if end < line_end:
+                if not text[end].isspace():
+                    continue  # "12.9bn", "e.g.,": no space after the mark
+                following = text[end + 1 : end + 2]
+                if following and not following.isspace():
+                    if following.islower():
+                        continue  # "Co. said": a lowercase word next
+                else:
+                    visible = _NEXT_VISIBLE.match(text, end, line_end)
+                    if visible is not None and visible.group(1).islower():
+                        continue
+            if (
+                end - begin == 1
+                and text[begin] == "."
+                and _is_abbreviation(text, begin, line_start)
             ):
-                continue  # "12.9bn", "e.g.,", "Co. said": no space, or a lowercase word next
-            if end - begin == 1 and text[begin] == "." and _is_abbreviation(text, begin):
                 continue
-        _append_trimmed(spans, text, start, end)
+        segment = text[start:end]
+        stripped = segment.strip()
+        if stripped:
+            first = start + len(segment) - len(segment.lstrip())
+            spans.append((first, first + len(stripped)))
         start = end
-    _append_trimmed(spans, text, start, line_end)
-    return spans
-
-
-def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
-    segment = text[start:end]
+    segment = text[start:line_end]
     stripped = segment.strip()
     if stripped:
         first = start + len(segment) - len(segment.lstrip())
         spans.append((first, first + len(stripped)))
+    return spans
 
 
-def _is_abbreviation(text: str, period: int) -> bool:
+def _is_abbreviation(text: str, period: int, line_start: int = 0) -> bool:
     """Whether the period at ``period`` closes an abbreviation rather than a sentence."""
-    word = text[max(text.rfind(" ", 0, period), text.rfind("\n", 0, period)) + 1 : period]
-    word = word.lstrip(_OPENERS).lower()
+    start = max(text.rfind(" ", line_start, period), text.rfind("\n", line_start, period)) + 1
+    word = text[max(start, line_start) : period].lstrip(_OPENERS).lower()
     if word in _ABBREVIATIONS:
         return True
     if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
@@ -410,6 +420,12 @@ class _Doc:
             self._set_sentences(unit, found)
         return found
 
+    @property
+    def n_units(self) -> int:
+        if self._lines_pending:
+            self._add_lines()
+        return len(self._unit_ts)
+
     def unit_of(self, token: int) -> int:
         if self._lines_pending:
             self._add_lines()
@@ -449,7 +465,7 @@ class _Doc:
         ]
 
     def token_spans(self, sentence: int) -> list[tuple[int, int]]:
-        """Character spans of the sentence's tokens in its text, for highlighting."""
+        """Character spans of the sentence's tokens in its field, for highlighting."""
         spans = self.spans.get(sentence)
         if spans is None:  # several commitments often cite the same sentence
             _, field, start, end = self._sentences[sentence]
@@ -457,9 +473,10 @@ class _Doc:
             spans = self.spans[sentence] = folded.token_spans(start, end)
         return spans
 
-    def sentence_text(self, sentence: int) -> tuple[str, str]:
+    def sentence_text_at(self, sentence: int) -> tuple[str, str, int]:
+        """The sentence's field, its text, and where it starts in the field."""
         _, field, start, end = self._sentences[sentence]
-        return field, self.fields[field][start:end]
+        return field, self.fields[field][start:end], start
 
     def within_one_sentence(self, starts: list[int], width: int) -> list[int]:
         """The occurrences of a ``width``-token phrase that do not cross a sentence break."""
@@ -953,12 +970,17 @@ class _Compiler:
             if hi <= lo:
                 return []
             doc = ctx.doc
-            first, last = doc.unit_of(lo), doc.unit_of(hi - 1)
-            units = ((1 << (last + 1)) - 1) >> first << first
+            if lo == 0 and hi >= doc.n_tokens:
+                units = -1  # every unit: the usual case, no lookups
+            else:
+                first, last = doc.unit_of(lo), doc.unit_of(hi - 1)
+                units = ((1 << (last + 1)) - 1) >> first << first
             for clause in clauses:
                 units &= ctx.clause_units(clause)
                 if not units:
                     return []
+            if units < 0:
+                units = (1 << doc.n_units) - 1
             ranges = []
             while units:
                 lowest = units & -units
@@ -1039,14 +1061,14 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
 
 
 def _evidence(doc: _Doc, sentence: int, marks: Iterable[tuple[int, int]]) -> Evidence:
-    field, text = doc.sentence_text(sentence)
+    field, text, base = doc.sentence_text_at(sentence)
     spans = doc.token_spans(sentence)
     first = sentence  # a sentence is named by its first token
     merged: list[tuple[int, int]] = []
     for start, end in sorted(marks):
         if end - first > len(spans):
             continue  # folding changed the token count (rare Unicode); skip the highlight
-        span = (spans[start - first][0], spans[end - 1 - first][1])
+        span = (spans[start - first][0] - base, spans[end - 1 - first][1] - base)
         if merged and span[0] <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], span[1]))
         else:

@@ -54,7 +54,7 @@ _ASCII_SPLIT_TABLE = bytes(
     else 32
     for c in range(256)
 )
-_WORD_OR_LINE = re.compile(r"[^\W_]+|\n")
+_TOKEN_OR_SEP = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+|{SEP}")
 _IS_CJK = re.compile(f"[{_CJK}]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
@@ -136,13 +136,7 @@ class FoldedText:
         """
         if self.ascii_words:
             return self._ascii_words().replace("\n", f" {SEP} ").split()
-        out: list[str] = []
-        for word in _WORD_OR_LINE.findall(self.folded):
-            if word.isascii():
-                out.append(SEP if word == "\n" else word)
-            else:
-                out.extend(_CJK_SPLIT.findall(word))
-        return out
+        return _TOKEN_OR_SEP.findall(self.folded.replace("\n", SEP))
 
     def span_token_counts(self, spans: list[tuple[int, int]]) -> list[int]:
         """How many tokens each span of the text holds (offsets in the original)."""
@@ -154,14 +148,14 @@ class FoldedText:
         return [len(self.tokens_folded(start, end)) for start, end in spans]
 
     def token_spans(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Character spans, from ``start``, of the tokens of ``text[start:end]``."""
+        """Character spans in the text of the tokens of ``text[start:end]``."""
         if not self.aligned:
-            return token_spans(self.text[start:end])
+            return [(a + start, b + start) for a, b in token_spans(self.text[start:end])]
         if self.ascii_words:
             found = _ASCII_WORD.finditer(self._ascii_words(), start, end)
         else:
             found = _TOKEN.finditer(self.folded, start, end)
-        return [(match.start() - start, match.end() - start) for match in found]
+        return [match.span() for match in found]
 
     def _ascii_words(self) -> str:
         """The folded text with every character but [a-z0-9] and line breaks made a space.
