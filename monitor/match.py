@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ahocorasick
+import ahocorasick_rs
 
 from monitor.query import (
     SEP,
@@ -547,10 +547,13 @@ _Positions = list[tuple[int, int]]  # (first token, one past the last), token in
 class _Ctx:
     """Where each term occurs in one document; subclasses differ in how they find out."""
 
-    __slots__ = ("_clause_sentences", "_clause_units", "_units", "doc", "known")
+    __slots__ = ("_clause_sentences", "_clause_units", "_units", "doc", "known", "within")
 
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
+        # A range known to lie inside one sentence (set while scoring a hit's sentences):
+        # SENT over any part of it is its contents, with no sentence lookups.
+        self.within: tuple[int, int] | None = None
         # term id -> its starts, once worked out (a presearch context shares them)
         self.known: dict[int, list[int]] = {}
         self._units: dict[int, int] = {}
@@ -611,19 +614,26 @@ class _PresearchCtx(_Ctx):
         super().__init__(doc)
         self.widths = widths
         raw: dict[int, list[int]] = defaultdict(list)
-        if widths:
-            # ``joined`` is " t0 t1 ... ": a key ending at char e (inside its last token,
-            # or on the space after it) has as many spaces before e as tokens up to and
-            # including its last one. The automaton reports ends in order, so one running
-            # count converts every occurrence to a token index: no per-token map needed.
+        if automaton is not None:
+            # ``joined`` is " t0 t1 ... ": a key whose last character is at e (inside its
+            # last token, or the space after it) has as many spaces before e as tokens up
+            # to and including its last one. One running count over the matches, which
+            # come in order of their ends, converts them all to token indices.
             joined = doc.joined
             count = joined.count
             spaces = 0
             previous = 0
-            for end, leaf_id in automaton.iter(joined):
-                spaces += count(" ", previous, end)
-                previous = end
+            for leaf_id, _, end in automaton.find_matches_as_indexes(joined, overlapping=True):
+                last = end - 1
+                if last >= previous:
+                    spaces += count(" ", previous, last)
+                else:  # never seen, but the order is the library's to choose
+                    spaces -= count(" ", last, previous)
+                previous = last
                 raw[leaf_id].append(spaces - widths[leaf_id])
+            for found in raw.values():
+                if len(found) > 1 and found[-1] < found[-2]:
+                    found.sort()
         self.raw = raw
         # Words are final; phrases keep only their occurrences inside one sentence, which
         # may need a line split into sentences: left until a query asks for them.
@@ -969,6 +979,9 @@ class _Compiler:
             """
             if hi <= lo:
                 return []
+            within = ctx.within
+            if within is not None and within[0] <= lo and hi <= within[1]:
+                return [(lo, hi)]
             doc = ctx.doc
             if lo == 0 and hi >= doc.n_tokens:
                 units = -1  # every unit: the usual case, no lookups
@@ -1033,10 +1046,11 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
     title_satisfies = title_has_terms = False
     satisfying_text = 0
     for sentence, marks in by_sentence.items():
-        start, end = doc.sentence_range(sentence)
+        start, end = ctx.within = doc.sentence_range(sentence)
         alone = root.test(ctx, start, end)
         if alone:
             marks = set(root.find(ctx, start, end) or marks)
+        ctx.within = None
         field = doc.sentence_field(sentence)
         if field == "title":
             title_has_terms = True
@@ -1180,14 +1194,16 @@ class Matcher:
             for c in commitments
         ]
         self._always = always
-        self._automaton = ahocorasick.Automaton()
-        self._widths: list[int] = []  # tokens per term
-        for leaf_id, (tokens, prefix) in enumerate(compiler.leaves):
-            key = " " + " ".join(tokens) + ("" if prefix else " ")
-            self._automaton.add_word(key, leaf_id)
-            self._widths.append(len(tokens))
-        if self._widths:
-            self._automaton.make_automaton()
+        # Term i is key i: " word " or " two words " (a prefix lacks the closing space).
+        keys = [
+            " " + " ".join(tokens) + ("" if prefix else " ") for tokens, prefix in compiler.leaves
+        ]
+        self._widths = [len(tokens) for tokens, _ in compiler.leaves]  # tokens per term
+        self._automaton = (
+            ahocorasick_rs.AhoCorasick(keys, matchkind=ahocorasick_rs.MatchKind.Standard)
+            if keys
+            else None
+        )
 
     @property
     def always_evaluated(self) -> list[str]:
