@@ -18,8 +18,8 @@ For every size it measures, in the same run and on the same articles:
 It checks that both return the same hits. Timings are CPU time of this process (other
 work on shared cores inflates it less than wall time), the best of ``--repeat`` runs
 (``--naive-repeat`` for the slow naive loop). It also times analysing an article alone
-(sentences, folding, tokens), the floor both share. The last line of output is one
-JSON object.
+(folding and tokens; lines and sentences are found later, only where a query needs
+them), the floor both share. The last line of output is one JSON object.
 """
 
 from __future__ import annotations

@@ -13,8 +13,14 @@
    candidates are the queries indexed under a term it holds whose every clause is met.
    A query with no clause (``NOT x``) is evaluated on every article.
 3. Only candidates are evaluated, on the term positions the pass found. Evaluation first
-   asks yes/no (most candidates fail), and ``SENT(...)`` first intersects the sentences
-   holding each of its clauses as bitmasks; positions are collected only for hits.
+   asks yes/no (most candidates fail), and ``SENT(...)`` first intersects the lines, then
+   the sentences, holding each of its clauses as bitmasks; positions are collected only
+   for hits.
+
+The article is tokenized once, up front; everything else is lazy (see ``_Doc``): lines
+are found when a candidate needs them, and a line is split into sentences only when a
+query asks about one of its sentences. Most articles have no candidate at all, and most
+candidates are settled without a sentence split.
 
 A hit carries a score, the evidence sentences with the matched terms marked, and the
 version of the query it was matched with, so a stored hit can be traced to the query

@@ -124,6 +124,38 @@ def test_near_does_not_reach_from_title_into_text() -> None:
     assert hit("alpha NEAR/1 beta", "beta", title="alpha") is None
 
 
+@pytest.mark.parametrize(
+    ("distance", "text", "matches"),
+    [
+        (0, "alpha.\n\n\nbeta", False),
+        (1, "alpha.\n\n\nbeta", True),  # empty lines are no sentences: one break
+        (1, "alpha\nbeta", True),  # a line break ends a sentence without a period
+        (2, "alpha. Gamma. Beta", False),  # one word and two breaks
+        (3, "alpha. Gamma. Beta", True),
+        (0, "alpha U.S. beta", False),  # an abbreviation is no break: "u", "s" are words
+        (2, "alpha U.S. beta", True),
+    ],
+)
+def test_near_counts_a_sentence_break_as_a_word(distance: int, text: str, matches: bool) -> None:
+    assert (hit(f"alpha NEAR/{distance} beta", text) is not None) is matches
+
+
+def test_a_phrase_stays_inside_one_sentence() -> None:
+    assert hit('"property rights"', "Intellectual property rights matter.") is not None
+    assert hit('"property rights"', "Intellectual property. Rights matter.") is None
+    assert hit('"property rights"', "Intellectual property\nrights matter.") is None
+    assert hit('"property rights"', "Intellectual property, rights matter.") is not None
+
+
+def test_a_quote_that_opens_a_line_stays_with_its_sentence() -> None:
+    text = 'He said so.\n"We will act." Then he left.'
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "He said so.",
+        '"We will act."',
+        "Then he left.",
+    ]
+
+
 def test_sent_needs_one_sentence_to_hold_everything() -> None:
     query = "SENT(cooperat* @BRI)"
     assert hit(query, "China seeks cooperation. Belt and Road news.") is None
@@ -295,7 +327,11 @@ def queries(draw: st.DrawFn, depth: int = 0) -> str:
 
 
 _SENTENCES = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6).map(" ".join)
-_TEXTS = st.lists(_SENTENCES, max_size=5).map(lambda s: ". ".join(s) + ".")
+# Sentence breaks, line breaks, empty lines, and no break at all ("co. china" is no break).
+_BREAKS = st.sampled_from([". ", ".\n", "\n", "\n\n", ". \n\n", "; ", " ", "。"])
+_TEXTS = st.lists(st.tuples(_SENTENCES, _BREAKS), max_size=5).map(
+    lambda parts: "".join(words + gap for words, gap in parts)
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -382,6 +418,27 @@ def test_fast_tokenizer_paths_agree_on_real_articles() -> None:
         text = json.loads(line)["text"]
         spans = split_sentences(text)
         assert _sentence_tokens(text) == _reference_tokens(text, spans)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TEXTS)
+def test_lazy_sentences_hold_the_tokens_a_sentence_by_sentence_reading_gives(text: str) -> None:
+    assert _sentence_tokens(text) == _reference_tokens(text, split_sentences(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TEXTS, st.sampled_from(_WORDS), st.sampled_from(_WORDS), st.integers(0, 4))
+def test_near_agrees_with_counting_on_a_sentence_by_sentence_reading(
+    text: str, left: str, right: str, distance: int
+) -> None:
+    """The reference: tokens sentence by sentence, one separator (a "word") per break."""
+    tokens = _reference_tokens(text, split_sentences(text))
+    lefts = [n for n, t in enumerate(tokens) if t == fold(left)]
+    rights = [n for n, t in enumerate(tokens) if t == fold(right)]
+    expected = any(a != b and abs(a - b) - 1 <= distance for a in lefts for b in rights)
+    if fold(left) in ("知识", "产权") or fold(right) in ("知识", "产权"):
+        return  # CJK words are two tokens each: the reference above counts words
+    assert (hit(f"{left} NEAR/{distance} {right}", text) is not None) is expected
 
 
 def test_a_control_character_in_the_text_is_not_a_sentence_break() -> None:
