@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import QuerySyntaxError
-from monitor.match import Evidence, Hit, _Doc, compile_matcher, compile_query, split_sentences
+from monitor.match import Evidence, Hit, compile_matcher, compile_query, split_sentences
+from monitor.match_text import Document
 from monitor.query import SEP, fold, word_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,7 +403,7 @@ def test_fast_tokenizer_paths_agree_with_the_definition(text: str) -> None:
 
 def _sentence_tokens(text: str) -> list[str]:
     """The matcher's tokens of ``text``, sentence by sentence, with SEP between sentences."""
-    doc = _Doc("", text)
+    doc = Document("", text)
     out: list[str] = []
     for number, (start, end) in enumerate(doc.all_sentences()):
         if number:
