@@ -177,10 +177,10 @@ class FoldedText:
         return self.tokens_folded(start, end)
 
     def tokens_folded(self, start: int, end: int | None) -> list[str]:
+        if self.ascii_words:  # aligned here, so the translated text's offsets are the text's
+            return self._ascii_words()[start:end].split()
         folded = self.folded
         stop = len(folded) if end is None else end
-        if self.ascii_words:
-            return _ASCII_WORD.findall(folded, start, stop)
         out: list[str] = []
         for word in _WORD.findall(folded, start, stop):
             if word.isascii():
