@@ -13,13 +13,16 @@ for the per-kind error table). Articles go in file order through the real stage:
 Quality is pairwise over articles (a pair is positive when both share
 ``cluster``): precision, recall, F1, and the adjusted Rand index of the stories.
 ms/article is the mean wall time of ``Deduper.assign`` (the stage, its commit
-included); its CPU time, which a shared busy machine disturbs less, and the time to
-store each page beforehand (row, FTS index, commit) are reported beside it.
+included), plus the write-back of what the stage left in the WAL at the end (a
+checkpoint the stage's next articles would pay), spread over the articles; its CPU
+time, which a shared busy machine disturbs less, and the time to store each page
+beforehand (row, FTS index, commit) are reported beside it.
 
 ``--scale N`` first bulk-loads N synthetic stored articles (rows, stories and band
 keys written directly with batched ``executemany``; their band keys are uniformly
-random, as an unrelated article's are) and then feeds FILE through the stage, so the
-time and the process RSS are those of a store of that size. ``--repeat R`` times R
+random, as an unrelated article's are; they were first seen ``--per-day`` a day, default
+1,000, the last of them now) and then feeds FILE through the stage, so the time and the
+process RSS are those of a store that N real articles would have written. ``--repeat R`` times R
 runs per size and keeps the least disturbed (see ``run``). ``--make-heldout DIR`` first
 writes FILE: a labelled set made from another corpus's texts with transformations
 written apart from the dev set's (see ``make_heldout``). The last line printed is one
@@ -40,6 +43,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.dedupe import KEYS_PER_ARTICLE, Deduper, canonical_url, content_hash
+from monitor.dedupe import KEYS_PER_ARTICLE, WINDOW_DAYS, Deduper, canonical_url, content_hash
 from monitor.store import SCHEMA_VERSION, NewArticle, Store
 
 
@@ -98,11 +102,12 @@ WARM_LOOKUPS = 5000
 class Fed:
     stories: list[int]
     assign_ms: list[float]  # wall time of each Deduper.assign, commit included
+    write_back_ms: float  # wall time of the checkpoint after the last assign
     assign_cpu_ms: float  # process CPU time of all assigns, per article
     insert_ms: float  # wall time of storing an article (row, FTS index, commit)
 
 
-def feed(store: Store, rows: list[dict], threshold: float) -> Fed:
+def feed(store: Store, rows: list[dict], threshold: float, window_days: int) -> Fed:
     """Store every row, then run the real stage on each in order.
 
     The store holds the pages first (as extraction would leave them), then
@@ -133,14 +138,18 @@ def feed(store: Store, rows: list[dict], threshold: float) -> Fed:
             )
     insert_ms = (time.perf_counter() - started) * 1000 / len(rows)
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # not the stage's write-back
-    deduper = Deduper(store, threshold=threshold)
-    # A running daemon's page cache is warm. Random point lookups bring the band index's
-    # upper levels into it, as hours of running would, so the timing is of the steady
-    # state and not of the first reads after opening a freshly copied file.
-    warm = np.random.default_rng(3).integers(-(1 << 63), (1 << 63) - 1, size=WARM_LOOKUPS)
-    for key in warm.tolist():
+    deduper = Deduper(store, threshold=threshold, window_days=window_days)
+    # A running daemon's page cache is warm. Random point lookups in the days its
+    # lookups search bring that part of the band index into it, as hours of running
+    # would, so the timing is of the steady state and not of the first reads after
+    # opening a freshly copied file.
+    today = int(time.time()) // 86400
+    rng = np.random.default_rng(3)
+    warm = rng.integers(-(1 << 63), (1 << 63) - 1, size=WARM_LOOKUPS)
+    days = rng.integers(today - window_days, today + 1, size=WARM_LOOKUPS)
+    for day, key in zip(days.tolist(), warm.tolist(), strict=True):
         store.conn.execute(
-            "SELECT 1 FROM article_bands WHERE band_key >= ? LIMIT 1", (key,)
+            "SELECT 1 FROM article_bands WHERE day = ? AND band_key >= ? LIMIT 1", (day, key)
         ).fetchone()
     stories: list[int] = []
     wall: list[float] = []
@@ -149,25 +158,37 @@ def feed(store: Store, rows: list[dict], threshold: float) -> Fed:
         started = time.perf_counter()
         stories.append(deduper.assign(article_id).story_id)
         wall.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    write_back_ms = (time.perf_counter() - started) * 1000
     cpu_ms = (time.process_time() - cpu_started) * 1000 / len(rows)
-    return Fed(stories, wall, cpu_ms, insert_ms)
+    return Fed(stories, wall, write_back_ms, cpu_ms, insert_ms)
 
 
 _VOCABULARY = [f"w{i}" for i in range(5000)]
 
 
-def bulk_load(path: Path, count: int, batch: int = 50_000) -> None:
+def bulk_load(path: Path, count: int, per_day: float, end: int, batch: int = 50_000) -> None:
     """Create a store at ``path`` holding ``count`` synthetic articles, stories and bands.
 
     Rows are written directly with batched ``executemany``, band keys sorted within
     each batch; an unrelated article's band keys are uniformly random, so these are.
+    Article ``i`` was first seen ``(count - i) / per_day`` days before ``end`` (Unix
+    seconds), evenly spread, and its band keys are filed under that day, as the stage
+    files them.
     """
     store = Store.open(path)
     conn = store.conn
     rng = np.random.default_rng(7)
     words = random.Random(7)
     keys_per_article = KEYS_PER_ARTICLE
-    stamp = "2026-01-01T00:00:00+00:00"
+
+    def seen(i: int) -> int:
+        return end - int((count - i) * 86400 / per_day)
+
+    def stamp(i: int) -> str:
+        return datetime.fromtimestamp(seen(i), UTC).isoformat(timespec="seconds")
+
     # Consistent by construction; with checks on, each story row inserted ahead of its
     # article leaves a deferred violation that every later insert must rescan for.
     conn.execute("PRAGMA foreign_keys = OFF")
@@ -179,7 +200,7 @@ def bulk_load(path: Path, count: int, batch: int = 50_000) -> None:
             conn.executemany(
                 "INSERT INTO stories (id, primary_article_id, title, first_seen_at,"
                 " updated_at) VALUES (?, ?, '', ?, ?)",
-                [(i, i, stamp, stamp) for i in ids],
+                [(i, i, stamp(i), stamp(i)) for i in ids],
             )
             conn.executemany(
                 "INSERT INTO articles (id, url, canonical_url, story_id, title, text,"
@@ -192,7 +213,7 @@ def bulk_load(path: Path, count: int, batch: int = 50_000) -> None:
                         i,
                         f"synthetic {i}",
                         " ".join(words.choices(_VOCABULARY, k=12)),
-                        stamp,
+                        stamp(i),
                         f"{words.getrandbits(128):032x}",
                     )
                     for i in ids
@@ -200,29 +221,42 @@ def bulk_load(path: Path, count: int, batch: int = 50_000) -> None:
             )
             keys = rng.integers(-(1 << 63), (1 << 63) - 1, size=(stop - start) * keys_per_article)
             owners = np.repeat(np.arange(start, stop, dtype=np.int64), keys_per_article)
-            order = np.argsort(keys)
+            days = np.array([seen(i) // 86400 for i in owners.tolist()], dtype=np.int64)
+            order = np.lexsort((keys, days))
             conn.executemany(
-                "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)",
-                zip(keys[order].tolist(), owners[order].tolist(), strict=True),
+                "INSERT OR IGNORE INTO article_bands (day, band_key, article_id) VALUES (?, ?, ?)",
+                zip(
+                    days[order].tolist(),
+                    keys[order].tolist(),
+                    owners[order].tolist(),
+                    strict=True,
+                ),
             )
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
 
 
-def synthetic_store(workdir: Path, count: int) -> Path:
+def synthetic_store(workdir: Path, count: int, per_day: float) -> Path:
     """The pristine synthetic store of that size, built once (in a child process, so
     this process's RSS is not the loader's) and kept in ``workdir`` for later runs.
 
     The name carries the schema version and the keys per article, so a store written
-    for another layout is not reused (opening it would migrate it inside the timed run).
+    for another layout is not reused (opening it would migrate it inside the timed run),
+    and the rate and the day it was built, since its last articles were first seen then:
+    a store from an earlier day would leave today's band keys unrealistically few.
     """
-    path = workdir / f"synthetic-{count}-v{SCHEMA_VERSION}-k{KEYS_PER_ARTICLE}.db"
+    end = int(time.time())
+    built = datetime.fromtimestamp(end, UTC).strftime("%Y%m%d")
+    name = f"synthetic-{count}-v{SCHEMA_VERSION}-k{KEYS_PER_ARTICLE}-d{per_day:g}-{built}.db"
+    path = workdir / name
     if not path.exists():
         started = time.perf_counter()
         partial = path.with_suffix(".partial")
         partial.unlink(missing_ok=True)
-        child = multiprocessing.get_context("fork").Process(target=bulk_load, args=(partial, count))
+        child = multiprocessing.get_context("fork").Process(
+            target=bulk_load, args=(partial, count, per_day, end)
+        )
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -270,6 +304,8 @@ def run(
     preload: int = 0,
     workdir: Path | None = None,
     repeat: int = 1,
+    per_day: float = 1000,
+    window_days: int = WINDOW_DAYS,
 ) -> dict[str, float]:
     """Feed ``rows`` into a fresh store ``repeat`` times; the run with least CPU counts.
 
@@ -277,23 +313,32 @@ def run(
     is the best estimate of what the stage itself costs (as ``timeit`` takes the
     minimum). Quality is the same in every run.
     """
-    runs = [_run_once(rows, threshold, preload, workdir) for _ in range(max(1, repeat))]
+    runs = [
+        _run_once(rows, threshold, preload, workdir, per_day, window_days)
+        for _ in range(max(1, repeat))
+    ]
     return min(runs, key=lambda result: result["cpu_ms_per_article"])
 
 
 def _run_once(
-    rows: list[dict], threshold: float, preload: int, workdir: Path | None
+    rows: list[dict],
+    threshold: float,
+    preload: int,
+    workdir: Path | None,
+    per_day: float,
+    window_days: int,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "bench.db"
         if preload:
-            shutil.copyfile(synthetic_store(workdir or Path(tmp), preload), path)
+            shutil.copyfile(synthetic_store(workdir or Path(tmp), preload, per_day), path)
         store = Store.open(path)
-        fed = feed(store, rows, threshold)
+        fed = feed(store, rows, threshold, window_days)
         rss = rss_mb()
         store.close()
     result = pairwise_scores([row["cluster"] for row in rows], fed.stories)
-    result["ms_per_article"] = statistics.fmean(fed.assign_ms)
+    result["ms_per_article"] = (sum(fed.assign_ms) + fed.write_back_ms) / len(rows)
+    result["write_back_ms"] = fed.write_back_ms
     result["median_ms"] = statistics.median(fed.assign_ms)
     result["cpu_ms_per_article"] = fed.assign_cpu_ms
     result["insert_ms_per_article"] = fed.insert_ms
@@ -467,6 +512,18 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=int, nargs="*", default=[], help="stored articles to preload"
     )
     parser.add_argument(
+        "--per-day",
+        type=float,
+        default=1000,
+        help="synthetic articles first seen per day, the last of them now (default 1000)",
+    )
+    parser.add_argument(
+        "--window-days",
+        type=int,
+        default=WINDOW_DAYS,
+        help=f"[dedupe] window_days (default {WINDOW_DAYS})",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=None,
@@ -477,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         make_heldout(args.make_heldout, args.data, args.seed)
     rows = load(args.data)
 
-    result = run(rows, args.threshold, repeat=args.repeat)
+    result = run(rows, args.threshold, repeat=args.repeat, window_days=args.window_days)
     stories = result.pop("_stories")
     report_errors(rows, stories)  # type: ignore[arg-type]
     print(
@@ -503,11 +560,20 @@ def main(argv: list[str] | None = None) -> int:
             args.workdir.mkdir(parents=True, exist_ok=True)
         scale: dict[str, dict[str, float]] = {}
         for size in args.scale:
-            at = run(rows, args.threshold, preload=size, workdir=args.workdir, repeat=args.repeat)
+            at = run(
+                rows,
+                args.threshold,
+                preload=size,
+                workdir=args.workdir,
+                repeat=args.repeat,
+                per_day=args.per_day,
+                window_days=args.window_days,
+            )
             at.pop("_stories")
             print(
                 f"at {size} stored: assign {at['ms_per_article']:.2f} ms/article "
                 f"(median {at['median_ms']:.2f}, CPU {at['cpu_ms_per_article']:.2f}; "
+                f"final write-back {at['write_back_ms']:.0f} ms; "
                 f"storing {at['insert_ms_per_article']:.2f}), "
                 f"RSS {at['rss_mb']:.0f} MB, F1={at['f1']:.4f}"
             )

@@ -177,6 +177,13 @@ class DedupeConfig(_Model):
         description="Near-duplicate when this share of the shorter body's word 5-grams "
         "is found in the longer one.",
     )
+    window_days: int = Field(
+        14,
+        ge=0,
+        description="Days back (UTC calendar days before an article's own) that a near "
+        "copy's original is looked for; an older story is news again. The same URL or "
+        "the same text joins its story at any age.",
+    )
 
 
 class MaintenanceConfig(_Model):

@@ -12,12 +12,19 @@ Three layers, cheapest first:
    signature of the whole body, one of its lead, and one key of its first words exactly,
    because republishers trim endings and edit but keep the lead. The nine band keys live
    in ``article_bands`` (indexed), so nothing is rebuilt on restart and memory does not
-   grow with the store; a lookup reads a bounded number of rows per key, newest first.
+   grow with the store. They are filed under the day their article was first seen, and
+   a lookup searches only the last ``window_days`` days (``[dedupe] window_days``,
+   default 14): copies of a story appear within hours or days, and a near copy of a
+   months-old story is news again. So an article's keys land in the small region of
+   today, and a lookup's work does not grow with the store.
    Candidates are confirmed on the bodies: ``threshold`` (``[dedupe] threshold``, default
    0.5) is the share of the shorter body's shingles found in the longer one, so a copy
    abridged to its first 60% scores ~1; and the overlap must start at both leads or
    cover half the longer body, so an unrelated article quoting a few sentences does not
    join.
+
+The URL and exact-content layers have no window: the same page, or the same text, joins
+its story at any age.
 
 A duplicate joins its original's story; the story's primary article is the first seen
 unless an official source (``[dedupe] official_domains``) carries the story. Stories are
@@ -48,7 +55,7 @@ from monitor.dedupe_text import (
     similarity,
     words,
 )
-from monitor.store import Store, size_page_cache
+from monitor.store import ARTICLE_DAY_SQL, Store, size_page_cache
 
 __all__ = ["Assignment", "Deduper", "canonical_url", "content_hash", "normalize_text"]
 
@@ -150,15 +157,13 @@ _OPENING_SALT = 1 << 21
 KEYS_PER_ARTICLE = BODY_BANDS + LEAD_BANDS + 1
 #: Candidates checked on their text, best-sharing first.
 MAX_CANDIDATES = 12
-#: Rows read per band key, newest first: bounds the work when a key is shared by very
-#: many articles (boilerplate-only pages, a stock opening), at the cost of missing the
-#: oldest of them.
-MAX_KEY_ROWS = 200
 #: A text this short (in words, or in body shingles) is as likely a paywall notice, a
 #: cookie wall or an error page as a story, and those are identical across unrelated
 #: articles; such a match must also have the same title.
 SHORT_WORDS = 25
 SHORT_SHINGLES = 20
+#: Days back (before the article's own first-seen day) that near-duplicate lookups search.
+WINDOW_DAYS = 14
 #: Assignments between two re-sizings of the page cache (cheap: one MAX(id) lookup).
 RESIZE_CACHE_EVERY = 10_000
 #: Body shingles kept in memory for recently assigned articles (about 6 KB each).
@@ -226,12 +231,20 @@ class Deduper:
     """Assigns stored articles to stories. State lives only in the store."""
 
     def __init__(
-        self, store: Store, *, official_domains: Sequence[str] = (), threshold: float = 0.5
+        self,
+        store: Store,
+        *,
+        official_domains: Sequence[str] = (),
+        threshold: float = 0.5,
+        window_days: int = WINDOW_DAYS,
     ) -> None:
+        if window_days < 0:
+            raise ValueError(f"window_days must be >= 0, not {window_days}")
         self.store = store
         self.conn: sqlite3.Connection = store.conn
         self.official_domains = tuple(d.lower().lstrip(".") for d in official_domains)
         self.threshold = threshold
+        self.window_days = window_days
         # Band-key lookups need a page cache that grows with the store (see
         # size_page_cache); a long-running daemon re-sizes it as articles accumulate.
         self._assigned_since_sizing = 0
@@ -280,7 +293,8 @@ class Deduper:
     def _assign(self, article_id: int) -> Assignment:
         row = self.conn.execute(
             "SELECT id, url, canonical_url, source_id, title, text, content_hash, story_id,"
-            " dedupe_method, similarity FROM articles WHERE id = ?",
+            f" dedupe_method, similarity, {ARTICLE_DAY_SQL.format(column='fetched_at')} AS day"
+            " FROM articles WHERE id = ?",
             (article_id,),
         ).fetchone()
         if row is None:
@@ -303,9 +317,10 @@ class Deduper:
             match = self._near(row, sketch)
         if sketch is not None and sketch.keys:
             self._remember((article_id, digest), sketch.shingles)
+            day = row["day"]
             self.conn.executemany(
-                "INSERT OR IGNORE INTO article_bands (band_key, article_id) VALUES (?, ?)",
-                [(key, article_id) for key in sketch.keys],
+                "INSERT OR IGNORE INTO article_bands (day, band_key, article_id) VALUES (?, ?, ?)",
+                [(day, key, article_id) for key in sketch.keys],
             )
         return self._record(row, digest, match)
 
@@ -333,19 +348,21 @@ class Deduper:
         return None
 
     def _near(self, row: sqlite3.Row, sketch: Fingerprint) -> _Match | None:
-        """LSH candidates from ``article_bands``, confirmed on their bodies."""
-        per_key = " UNION ALL ".join(
-            [
-                "SELECT article_id FROM (SELECT article_id FROM article_bands"
-                " WHERE band_key = ? ORDER BY article_id DESC LIMIT ?)"
-            ]
-            * len(sketch.keys)
-        )
+        """LSH candidates from ``article_bands`` of the window's days, confirmed on their
+        bodies."""
+        # One statement: a seek per (day, key) pair, all rows counted, so a key shared by
+        # very many articles (a stock opening) cannot hide the original found through the
+        # others; the window bounds how many rows that can be. The days are integers
+        # computed here, so they are written into the SQL (one statement text a day, which
+        # the statement cache keeps).
+        day = int(row["day"])
+        days = ",".join(str(d) for d in range(day, day - self.window_days - 1, -1))
         candidates = self.conn.execute(
-            f"SELECT article_id, count(*) AS shared FROM ({per_key})"
-            " WHERE article_id != ? GROUP BY article_id"
+            "SELECT article_id, count(*) AS shared FROM article_bands"
+            f" WHERE day IN ({days}) AND band_key IN ({','.join('?' * len(sketch.keys))})"
+            " AND article_id != ? GROUP BY article_id"
             " ORDER BY shared DESC, article_id DESC LIMIT ?",
-            (*[v for key in sketch.keys for v in (key, MAX_KEY_ROWS)], row["id"], MAX_CANDIDATES),
+            (*sketch.keys, row["id"], MAX_CANDIDATES),
         ).fetchall()
         if not candidates:
             return None
@@ -387,11 +404,11 @@ class Deduper:
                 (article_id, row["title"] or "", stamp, stamp),
             )
             story_id = int(cursor.lastrowid or 0)
-            self._set_article(article_id, story_id, digest, "new", None)
+            self._set_article(row, story_id, digest, "new", None)
             return Assignment(story_id, True, None, "new", None, False)
 
         story_id = match.story_id
-        self._set_article(article_id, story_id, digest, match.method, match.similarity)
+        self._set_article(row, story_id, digest, match.method, match.similarity)
         primary_changed = False
         if self.is_official(row["url"]):
             primary_url = self.conn.execute(
@@ -418,10 +435,15 @@ class Deduper:
         )
 
     def _set_article(
-        self, article_id: int, story_id: int, digest: str, method: str, similarity: float | None
+        self,
+        row: sqlite3.Row,
+        story_id: int,
+        digest: str,
+        method: str,
+        similarity: float | None,
     ) -> None:
         self.conn.execute(
             "UPDATE articles SET story_id = ?, content_hash = ?, dedupe_method = ?,"
             " similarity = ? WHERE id = ?",
-            (story_id, digest, method, similarity, article_id),
+            (story_id, digest, method, similarity, row["id"]),
         )

@@ -105,6 +105,7 @@ class Pipeline:
             store,
             official_domains=config.dedupe.official_domains,
             threshold=config.dedupe.threshold,
+            window_days=config.dedupe.window_days,
         )
         self.sources = {source.name: source for source in config.sources}
         # robots.txt answers outlive one cycle's Fetcher (robots_ttl, default a day).

@@ -101,6 +101,24 @@ def test_bad_value_names_section_key(config_dir: Path) -> None:
         load_config(config_dir)
 
 
+def test_dedupe_window_reaches_the_stage(config_dir: Path, tmp_path: Path) -> None:
+    from monitor.pipeline import Pipeline
+    from monitor.store import Store
+
+    assert load_config(config_dir).dedupe.window_days == 14
+    text = (config_dir / "monitor.toml").read_text().replace("window_days = 14", "window_days = 3")
+    (config_dir / "monitor.toml").write_text(text)
+    config = load_config(config_dir)
+    store = Store.open(tmp_path / "store.db")
+    try:
+        assert Pipeline(config, store).deduper.window_days == 3
+    finally:
+        store.close()
+    (config_dir / "monitor.toml").write_text(text.replace("window_days = 3", "window_days = -1"))
+    with pytest.raises(ConfigError, match=r"monitor\.toml: dedupe\.window_days"):
+        load_config(config_dir)
+
+
 def test_bad_query_names_commitment(config_dir: Path) -> None:
     _append(
         config_dir / "commitments.toml",

@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from monitor.clock import iso
+from monitor.config import DedupeConfig
 from monitor.dedupe import (
-    MAX_KEY_ROWS,
+    WINDOW_DAYS,
     Deduper,
     canonical_url,
     content_hash,
@@ -67,7 +71,14 @@ def page(prefix: str) -> Page:
     return next(p for name, p in PAGES.items() if name.startswith(prefix))
 
 
-def add(store: Store, item: Page, *, url: str | None = None, source: str | None = None) -> int:
+def add(
+    store: Store,
+    item: Page,
+    *,
+    url: str | None = None,
+    source: str | None = None,
+    fetched_at: str | None = None,
+) -> int:
     """Store a page as the pipeline does (with a source per host unless given)."""
     url = url or item.url
     name = source or (url.split("/")[2].lower())
@@ -87,8 +98,19 @@ def add(store: Store, item: Page, *, url: str | None = None, source: str | None 
             language="en",
             published=None,
             content_hash=content_hash(item.text),
-        )
+        ),
+        fetched_at=fetched_at,
     )
+
+
+def today() -> int:
+    """Today's day number (UTC days since 1970), as the band index files keys."""
+    return int(time.time()) // 86400
+
+
+def noon(day: int) -> str:
+    """The stored timestamp of midday (UTC) of a day number."""
+    return iso(datetime.fromtimestamp(day * 86400 + 43200, UTC))  # type: ignore[return-value]
 
 
 # -- layer 1: URLs -----------------------------------------------------------------------
@@ -444,14 +466,13 @@ def test_source_count_counts_sources_not_copies(store: Store) -> None:
 
 
 def test_a_key_shared_by_very_many_articles_does_not_hide_the_original(store: Store) -> None:
-    """A key shared by thousands of stored articles (a stock phrase): the lookup reads a
-    bounded number of rows per key, so the original, found through the other keys, still
-    ranks first."""
+    """A key shared by thousands of stored articles (a stock phrase): the lookup counts
+    every row, so the original, found through the other keys too, still ranks first."""
     deduper = Deduper(store)
     original = deduper.assign(add(store, page("01")))
     # the copy's first key in the index's order, whose rows an overall limit reads first
     stock = min(fingerprint(page("03").text).keys)
-    crowd = 10 * MAX_KEY_ROWS
+    crowd = 2000
     story = original.story_id + 1
     with store.transaction() as conn:
         conn.execute(
@@ -466,12 +487,68 @@ def test_a_key_shared_by_very_many_articles_does_not_hide_the_original(store: St
             ],
         )
         conn.execute(
-            "INSERT INTO article_bands (band_key, article_id)"
-            " SELECT ?, id FROM articles WHERE text = 'other'",
-            (stock,),
+            "INSERT INTO article_bands (day, band_key, article_id)"
+            " SELECT ?, ?, id FROM articles WHERE text = 'other'",
+            (today(), stock),
         )
     copy = deduper.assign(add(store, page("03")))  # abridged: not the same hash
     assert copy.story_id == original.story_id and copy.method == "near"
+
+
+def test_band_keys_are_filed_under_the_day_the_article_was_first_seen(store: Store) -> None:
+    deduper = Deduper(store)
+    article = add(store, page("01"), fetched_at=noon(today() - 3))
+    deduper.assign(article)
+    days = store.query("SELECT DISTINCT day FROM article_bands WHERE article_id = ?", (article,))
+    assert [row[0] for row in days] == [today() - 3]
+
+
+@pytest.mark.parametrize(
+    ("window", "age", "joins"),
+    [
+        (WINDOW_DAYS, 0, True),
+        (WINDOW_DAYS, WINDOW_DAYS, True),  # the window's first day is in it
+        (WINDOW_DAYS, WINDOW_DAYS + 1, False),
+        (WINDOW_DAYS, 200, False),
+        (3, 3, True),
+        (3, 4, False),
+        (0, 0, True),
+        (0, 1, False),
+        (400, 200, True),
+    ],
+)
+def test_a_near_copy_joins_a_story_first_seen_within_the_window(
+    store: Store, window: int, age: int, joins: bool
+) -> None:
+    deduper = Deduper(store, window_days=window)
+    original = deduper.assign(add(store, page("01"), fetched_at=noon(today() - age)))
+    copy = deduper.assign(add(store, page("03"), fetched_at=noon(today())))  # abridged copy
+    if joins:
+        assert copy.story_id == original.story_id and copy.method == "near"
+    else:
+        assert copy.is_new_story and copy.method == "new"
+
+
+def test_an_exact_copy_or_the_same_page_joins_at_any_age(store: Store) -> None:
+    deduper = Deduper(store, window_days=3)
+    original = deduper.assign(add(store, page("01"), fetched_at=noon(today() - 200)))
+    exact = deduper.assign(
+        add(store, page("01"), url="https://mirror.example/copy", fetched_at=noon(today()))
+    )
+    assert exact.story_id == original.story_id and exact.method == "hash"
+    again = deduper.assign(
+        add(store, page("08"), url=page("01").url + "?utm_source=x", fetched_at=noon(today()))
+    )
+    assert again.story_id == original.story_id and again.method == "url"
+
+
+def test_the_window_is_configured_and_its_default_is_the_stage_s(store: Store) -> None:
+    assert DedupeConfig().window_days == WINDOW_DAYS
+    assert DedupeConfig(window_days=3).window_days == 3
+    with pytest.raises(ValueError):
+        DedupeConfig(window_days=-1)
+    with pytest.raises(ValueError):
+        Deduper(store, window_days=-1)
 
 
 def test_restart_in_the_middle_loses_no_dedupe_state(tmp_path: Path) -> None:

@@ -151,3 +151,47 @@ def test_version_2_database_gets_the_band_keys_of_today(tmp_path: Path) -> None:
     # An exact copy never had keys (its original's are enough), an unassigned article
     # gets them when it is assigned.
     assert store.scalar("SELECT count(*) FROM article_bands WHERE article_id IN (3, 4)") == 0
+
+
+def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_path: Path) -> None:
+    """Migration 4 keeps every band key and files it under its article's first-seen day."""
+    from monitor.store import MIGRATIONS, connect
+
+    path = tmp_path / "v3.db"
+    conn = connect(path)
+    for step in MIGRATIONS[:3]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO stories (id, first_seen_at, updated_at) VALUES (1, 't', 't')")
+    seen = {1: "2026-03-01T23:59:59+00:00", 2: "2026-03-02T00:00:00+00:00", 3: "garbled"}
+    for article_id, fetched_at in seen.items():
+        conn.execute(
+            "INSERT INTO articles (id, url, canonical_url, fetched_at, story_id)"
+            " VALUES (?, ?, ?, ?, 1)",
+            (article_id, f"https://a/{article_id}", f"https://a/{article_id}", fetched_at),
+        )
+    bands = [(key, article_id) for article_id in seen for key in (-5, 7, article_id * 100)]
+    conn.executemany("INSERT INTO article_bands (band_key, article_id) VALUES (?, ?)", bands)
+    conn.commit()
+    conn.close()
+
+    store = Store.open(path)
+    assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
+    key = [
+        row[0]
+        for row in store.query(
+            "SELECT name FROM pragma_table_info('article_bands') WHERE pk > 0 ORDER BY pk"
+        )
+    ]
+    assert key == ["day", "band_key", "article_id"]
+    rows = store.query("SELECT day, band_key, article_id FROM article_bands")
+    assert sorted((r["band_key"], r["article_id"]) for r in rows) == sorted(bands)
+    day = {r["article_id"]: r["day"] for r in rows}
+    march_1 = 20513  # 2026-03-01 is day 20513 since 1970-01-01
+    assert (day[1], day[2]) == (march_1, march_1 + 1)
+    assert day[3] == store.scalar("SELECT unixepoch('now') / 86400")  # unreadable: today
+    indexes = {r["name"] for r in store.query("PRAGMA index_list(article_bands)")}
+    assert "article_bands_article" in indexes
+    with store.transaction() as tx:  # the cascade from articles still holds
+        tx.execute("DELETE FROM articles WHERE id = 1")
+    assert store.scalar("SELECT count(*) FROM article_bands WHERE article_id = 1") == 0
