@@ -442,8 +442,17 @@ class Deduper:
         method: str,
         similarity: float | None,
     ) -> None:
-        self.conn.execute(
-            "UPDATE articles SET story_id = ?, content_hash = ?, dedupe_method = ?,"
-            " similarity = ? WHERE id = ?",
-            (story_id, digest, method, similarity, row["id"]),
-        )
+        # content_hash only when it was not stored already: setting an indexed column,
+        # even to its value, rewrites its entry in articles_content_hash, a random page
+        # for the next checkpoint to write back.
+        if row["content_hash"] == digest:
+            self.conn.execute(
+                "UPDATE articles SET story_id = ?, dedupe_method = ?, similarity = ? WHERE id = ?",
+                (story_id, method, similarity, row["id"]),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE articles SET story_id = ?, content_hash = ?, dedupe_method = ?,"
+                " similarity = ? WHERE id = ?",
+                (story_id, digest, method, similarity, row["id"]),
+            )

@@ -495,6 +495,17 @@ def test_a_key_shared_by_very_many_articles_does_not_hide_the_original(store: St
     assert copy.story_id == original.story_id and copy.method == "near"
 
 
+def test_the_stage_stores_the_content_hash_when_the_article_has_none(store: Store) -> None:
+    deduper = Deduper(store)
+    first = deduper.assign(add(store, page("01")))
+    article = add(store, page("01"), url="https://mirror.example/copy")
+    store.conn.execute("UPDATE articles SET content_hash = NULL WHERE id = ?", (article,))
+    copy = deduper.assign(article)
+    assert copy.method == "hash" and copy.story_id == first.story_id
+    stored = store.scalar("SELECT content_hash FROM articles WHERE id = ?", (article,))
+    assert stored == content_hash(page("01").text)
+
+
 def test_band_keys_are_filed_under_the_day_the_article_was_first_seen(store: Store) -> None:
     deduper = Deduper(store)
     article = add(store, page("01"), fetched_at=noon(today() - 3))
