@@ -842,11 +842,13 @@ class Matcher:
     @staticmethod
     def _evaluate(commitment: _Commitment, ctx: _Ctx) -> Hit | None:
         everything = ctx.doc.n_tokens
-        if not commitment.evaluate.test(ctx, 0, everything):
+        # find is None exactly when test is False; asking for positions straight away
+        # saves a second walk for hits and costs nothing measurable for misses.
+        found = commitment.evaluate.find(ctx, 0, everything)
+        if found is None:
             return None
         if commitment.exclude is not None and commitment.exclude.test(ctx, 0, everything):
             return None
-        found = commitment.evaluate.find(ctx, 0, everything) or []
         hit = _hit(commitment.id, commitment.version, commitment.evaluate, ctx, found)
         return hit if hit.score >= commitment.min_score else None
 
