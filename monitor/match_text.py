@@ -14,7 +14,7 @@ import re
 from bisect import bisect_right
 from collections import defaultdict
 
-from monitor.query import SEP, FoldedText
+from monitor.query import SEP, FoldedText, ascii_tokens
 
 __all__ = ["Document", "line_spans", "split_line", "split_sentences"]
 
@@ -219,9 +219,13 @@ class Document:
         tokens: list[str] = []
         title_span: tuple[int, int] | None = None
         start, end = _strip_span(title)
-        self._title_folded = FoldedText(title)
+        self._title_folded: FoldedText | None = None  # made if the title's evidence needs it
         if end > start:
-            title_tokens = self._title_folded.tokens(start, end)
+            if title.isascii() and SEP not in title:  # most titles: no folding to do
+                title_tokens = ascii_tokens(title)
+            else:
+                self._title_folded = FoldedText(title)
+                title_tokens = self._title_folded.tokens(start, end)
             if title_tokens:
                 title_span = (start, end)
                 tokens = title_tokens
@@ -372,7 +376,12 @@ class Document:
         spans = self.spans.get(sentence)
         if spans is None:  # several commitments often cite the same sentence
             _, field, start, end = self._sentences[sentence]
-            folded = self._folded if field == "text" else self._title_folded
+            if field == "text":
+                folded = self._folded
+            else:
+                if self._title_folded is None:
+                    self._title_folded = FoldedText(self.fields["title"])
+                folded = self._title_folded
             spans = self.spans[sentence] = folded.token_spans(start, end)
         return spans
 

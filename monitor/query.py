@@ -167,7 +167,7 @@ class FoldedText:
         if self._words is None:
             folded = self.text if self._folded is None else self._folded
             raw = folded.encode("ascii", "replace")
-            self._words = raw.translate(_ASCII_SPLIT_TABLE).decode("ascii")
+            self._words = raw.translate(_ASCII_SPLIT_TABLE).decode("ascii")  # see ascii_tokens
         return self._words
 
     def tokens(self, start: int, end: int) -> list[str]:
@@ -188,6 +188,11 @@ class FoldedText:
             else:
                 out.extend(_CJK_SPLIT.findall(word))
         return out
+
+
+def ascii_tokens(text: str) -> list[str]:
+    """The tokens of a text that is all ASCII (and holds no ``SEP``): a translation and a split."""
+    return text.encode("ascii").translate(_ASCII_SPLIT_TABLE).decode("ascii").split()
 
 
 _fold_is_inert: dict[str, bool] = {}
