@@ -52,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.dedupe import KEYS_PER_ARTICLE, WINDOW_DAYS, Deduper, canonical_url, content_hash
-from monitor.store import SCHEMA_VERSION, NewArticle, Store
+from monitor.store import BAND_WEEK_DAYS, SCHEMA_VERSION, NewArticle, Store
 
 
 def load(path: Path) -> list[dict]:
@@ -149,7 +149,8 @@ def feed(store: Store, rows: list[dict], threshold: float, window_days: int) -> 
     days = rng.integers(today - window_days, today + 1, size=WARM_LOOKUPS)
     for day, key in zip(days.tolist(), warm.tolist(), strict=True):
         store.conn.execute(
-            "SELECT 1 FROM article_bands WHERE day = ? AND band_key >= ? LIMIT 1", (day, key)
+            "SELECT 1 FROM article_bands WHERE week = ? AND band_key >= ? LIMIT 1",
+            (day // BAND_WEEK_DAYS, key),
         ).fetchone()
     stories: list[int] = []
     wall: list[float] = []
@@ -174,8 +175,8 @@ def bulk_load(path: Path, count: int, per_day: float, end: int, batch: int = 50_
     Rows are written directly with batched ``executemany``, band keys sorted within
     each batch; an unrelated article's band keys are uniformly random, so these are.
     Article ``i`` was first seen ``(count - i) / per_day`` days before ``end`` (Unix
-    seconds), evenly spread, and its band keys are filed under that day, as the stage
-    files them.
+    seconds), evenly spread, and its band keys are filed under its week and day, as
+    the stage files them.
     """
     store = Store.open(path)
     conn = store.conn
@@ -222,13 +223,16 @@ def bulk_load(path: Path, count: int, per_day: float, end: int, batch: int = 50_
             keys = rng.integers(-(1 << 63), (1 << 63) - 1, size=(stop - start) * keys_per_article)
             owners = np.repeat(np.arange(start, stop, dtype=np.int64), keys_per_article)
             days = np.array([seen(i) // 86400 for i in owners.tolist()], dtype=np.int64)
-            order = np.lexsort((keys, days))
+            weeks = days // BAND_WEEK_DAYS
+            order = np.lexsort((keys, weeks))
             conn.executemany(
-                "INSERT OR IGNORE INTO article_bands (day, band_key, article_id) VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO article_bands (week, band_key, article_id, day)"
+                " VALUES (?, ?, ?, ?)",
                 zip(
-                    days[order].tolist(),
+                    weeks[order].tolist(),
                     keys[order].tolist(),
                     owners[order].tolist(),
+                    days[order].tolist(),
                     strict=True,
                 ),
             )

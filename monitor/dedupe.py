@@ -12,11 +12,11 @@ Three layers, cheapest first:
    signature of the whole body, one of its lead, and one key of its first words exactly,
    because republishers trim endings and edit but keep the lead. The nine band keys live
    in ``article_bands`` (indexed), so nothing is rebuilt on restart and memory does not
-   grow with the store. They are filed under the day their article was first seen, and
+   grow with the store. They are filed under the week their article was first seen, and
    a lookup searches only the last ``window_days`` days (``[dedupe] window_days``,
    default 14): copies of a story appear within hours or days, and a near copy of a
    months-old story is news again. So an article's keys land in the small region of
-   today, and a lookup's work does not grow with the store.
+   this week, and a lookup's work does not grow with the store.
    Candidates are confirmed on the bodies: ``threshold`` (``[dedupe] threshold``, default
    0.5) is the share of the shorter body's shingles found in the longer one, so a copy
    abridged to its first 60% scores ~1; and the overlap must start at both leads or
@@ -55,7 +55,7 @@ from monitor.dedupe_text import (
     similarity,
     words,
 )
-from monitor.store import ARTICLE_DAY_SQL, Store, size_page_cache
+from monitor.store import ARTICLE_DAY_SQL, BAND_WEEK_DAYS, Store, size_page_cache
 
 __all__ = ["Assignment", "Deduper", "canonical_url", "content_hash", "normalize_text"]
 
@@ -318,9 +318,11 @@ class Deduper:
         if sketch is not None and sketch.keys:
             self._remember((article_id, digest), sketch.shingles)
             day = row["day"]
+            week = day // BAND_WEEK_DAYS
             self.conn.executemany(
-                "INSERT OR IGNORE INTO article_bands (day, band_key, article_id) VALUES (?, ?, ?)",
-                [(day, key, article_id) for key in sketch.keys],
+                "INSERT OR IGNORE INTO article_bands (week, band_key, article_id, day)"
+                " VALUES (?, ?, ?, ?)",
+                [(week, key, article_id, day) for key in sketch.keys],
             )
         return self._record(row, digest, match)
 
@@ -350,19 +352,22 @@ class Deduper:
     def _near(self, row: sqlite3.Row, sketch: Fingerprint) -> _Match | None:
         """LSH candidates from ``article_bands`` of the window's days, confirmed on their
         bodies."""
-        # One statement: a seek per (day, key) pair, all rows counted, so a key shared by
-        # very many articles (a stock opening) cannot hide the original found through the
-        # others; the window bounds how many rows that can be. The days are integers
-        # computed here, so they are written into the SQL (one statement text a day, which
-        # the statement cache keeps).
+        # One statement: a seek per (week, key) pair, all rows of the window's days
+        # counted, so a key shared by very many articles (a stock opening) cannot hide the
+        # original found through the others; the window bounds how many rows that can be.
+        # The weeks are integers computed here, so they are written into the SQL (one
+        # statement text a week, which the statement cache keeps).
         day = int(row["day"])
-        days = ",".join(str(d) for d in range(day, day - self.window_days - 1, -1))
+        first = day - self.window_days
+        weeks = ",".join(
+            str(w) for w in range(day // BAND_WEEK_DAYS, first // BAND_WEEK_DAYS - 1, -1)
+        )
         candidates = self.conn.execute(
             "SELECT article_id, count(*) AS shared FROM article_bands"
-            f" WHERE day IN ({days}) AND band_key IN ({','.join('?' * len(sketch.keys))})"
-            " AND article_id != ? GROUP BY article_id"
+            f" WHERE week IN ({weeks}) AND band_key IN ({','.join('?' * len(sketch.keys))})"
+            " AND day BETWEEN ? AND ? AND article_id != ? GROUP BY article_id"
             " ORDER BY shared DESC, article_id DESC LIMIT ?",
-            (*sketch.keys, row["id"], MAX_CANDIDATES),
+            (*sketch.keys, first, day, row["id"], MAX_CANDIDATES),
         ).fetchall()
         if not candidates:
             return None

@@ -487,9 +487,9 @@ def test_a_key_shared_by_very_many_articles_does_not_hide_the_original(store: St
             ],
         )
         conn.execute(
-            "INSERT INTO article_bands (day, band_key, article_id)"
-            " SELECT ?, ?, id FROM articles WHERE text = 'other'",
-            (today(), stock),
+            "INSERT INTO article_bands (week, band_key, article_id, day)"
+            " SELECT ?, ?, id, ? FROM articles WHERE text = 'other'",
+            (today() // 7, stock, today()),
         )
     copy = deduper.assign(add(store, page("03")))  # abridged: not the same hash
     assert copy.story_id == original.story_id and copy.method == "near"
@@ -510,8 +510,10 @@ def test_band_keys_are_filed_under_the_day_the_article_was_first_seen(store: Sto
     deduper = Deduper(store)
     article = add(store, page("01"), fetched_at=noon(today() - 3))
     deduper.assign(article)
-    days = store.query("SELECT DISTINCT day FROM article_bands WHERE article_id = ?", (article,))
-    assert [row[0] for row in days] == [today() - 3]
+    days = store.query(
+        "SELECT DISTINCT week, day FROM article_bands WHERE article_id = ?", (article,)
+    )
+    assert [tuple(row) for row in days] == [((today() - 3) // 7, today() - 3)]
 
 
 @pytest.mark.parametrize(
@@ -519,8 +521,10 @@ def test_band_keys_are_filed_under_the_day_the_article_was_first_seen(store: Sto
     [
         (WINDOW_DAYS, 0, True),
         (WINDOW_DAYS, WINDOW_DAYS, True),  # the window's first day is in it
-        (WINDOW_DAYS, WINDOW_DAYS + 1, False),
+        # a day before the window, whatever weekday today is: some share its first week
+        *[(WINDOW_DAYS, WINDOW_DAYS + extra, False) for extra in range(1, 7)],
         (WINDOW_DAYS, 200, False),
+        (WINDOW_DAYS, -1, False),  # first seen after the copy: not an original
         (3, 3, True),
         (3, 4, False),
         (0, 0, True),

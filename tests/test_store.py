@@ -154,7 +154,8 @@ def test_version_2_database_gets_the_band_keys_of_today(tmp_path: Path) -> None:
 
 
 def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_path: Path) -> None:
-    """Migration 4 keeps every band key and files it under its article's first-seen day."""
+    """Migration 4 keeps every band key and files it under its article's first-seen week
+    and day."""
     from monitor.store import MIGRATIONS, connect
 
     path = tmp_path / "v3.db"
@@ -183,9 +184,10 @@ def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_pa
             "SELECT name FROM pragma_table_info('article_bands') WHERE pk > 0 ORDER BY pk"
         )
     ]
-    assert key == ["day", "band_key", "article_id"]
-    rows = store.query("SELECT day, band_key, article_id FROM article_bands")
+    assert key == ["week", "band_key", "article_id"]
+    rows = store.query("SELECT week, day, band_key, article_id FROM article_bands")
     assert sorted((r["band_key"], r["article_id"]) for r in rows) == sorted(bands)
+    assert all(r["week"] == r["day"] // 7 for r in rows)
     day = {r["article_id"]: r["day"] for r in rows}
     march_1 = 20513  # 2026-03-01 is day 20513 since 1970-01-01
     assert (day[1], day[2]) == (march_1, march_1 + 1)
@@ -195,3 +197,30 @@ def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_pa
     with store.transaction() as tx:  # the cascade from articles still holds
         tx.execute("DELETE FROM articles WHERE id = 1")
     assert store.scalar("SELECT count(*) FROM article_bands WHERE article_id = 1") == 0
+
+
+def test_version_4_database_files_its_band_keys_by_week(tmp_path: Path) -> None:
+    """Migration 5 regroups the day-keyed band rows of version 4 by week, days kept."""
+    from monitor.store import MIGRATIONS, connect
+
+    path = tmp_path / "v4.db"
+    conn = connect(path)
+    for step in MIGRATIONS[:4]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("INSERT INTO stories (id, first_seen_at, updated_at) VALUES (1, 't', 't')")
+    conn.execute(
+        "INSERT INTO articles (id, url, canonical_url, fetched_at, story_id)"
+        " VALUES (1, 'https://a/1', 'https://a/1', 't', 1)"
+    )
+    bands = [(20513, -5, 1), (20514, 7, 1), (20520, 9, 1)]
+    conn.executemany(
+        "INSERT INTO article_bands (day, band_key, article_id) VALUES (?, ?, ?)", bands
+    )
+    conn.commit()
+    conn.close()
+
+    store = Store.open(path)
+    rows = store.query("SELECT week, day, band_key, article_id FROM article_bands ORDER BY day")
+    assert [tuple(row) for row in rows] == [(day // 7, day, key, a) for day, key, a in bands]
+    assert [row[0] for row in rows] == [2930, 2930, 2931]
