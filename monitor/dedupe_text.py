@@ -68,12 +68,18 @@ def words(text: str) -> list[str]:
     return _WORD.findall(folded)
 
 
+#: ``body_lines`` only compares word counts with numbers up to 60: counting further
+#: changes no decision, and splitting a long paragraph into all its words costs.
+_COUNT_WORDS_UP_TO = 61
+
+
 def _length(line: str, cjk_text: bool = True) -> int:
-    """Roughly how many words a line has (CJK: two characters to a word).
+    """Roughly how many words a line has (CJK: two characters to a word), where any
+    count above ``_COUNT_WORDS_UP_TO`` may be reported as just above it.
 
     ``cjk_text=False`` says the whole text has no CJK character, which saves a scan.
     """
-    count = len(line.split())
+    count = len(line.split(maxsplit=_COUNT_WORDS_UP_TO))
     if cjk_text and not line.isascii():
         cjk = len(_CJK.findall(line))
         if cjk:
@@ -124,9 +130,14 @@ def body_lines(text: str) -> list[str]:
             continue
         seen.add(line)
         size = len(line)
-        if any(
-            len(other) > size and other.startswith(line) for other in lines[index + 1 : index + 4]
-        ):
+        # The truncated start of one of the next lines? (A loop: any() over a generator
+        # costs more, line by line.)
+        heading = False
+        for other in lines[index + 1 : index + 4]:
+            if len(other) > size and other.startswith(line):
+                heading = True
+                break
+        if heading:
             continue
         count = _length(line, cjk_text)
         punctuated = line[-1] in _SENTENCE_END  # lines are stripped and not empty
@@ -173,20 +184,27 @@ _WORD_BYTE[list(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 _WORD_BYTE[0x80:] = True
 _CJK_UTF8 = re.compile(rb"[\xe3-\xed][\x80-\xbf][\x80-\xbf]")
 _BYTE_PLUS_ONE = np.arange(1, 257, dtype=np.uint64)
+_FIRST_PUNCTUATION_LEAD = 0xC2
+# Lead bytes of three-byte UTF-8 sequences, CJK among them, are E3-ED: a text without
+# one (most Latin-script news, typographic quotes being E2) needs no CJK scan.
+_FIRST_CJK_LEAD = 0xE3
 
 
 def _punctuation(raw: np.ndarray) -> np.ndarray:
     """Offsets of the UTF-8 bytes of U+00A0-U+00BF, U+00D7, U+00F7, U+2000-U+207F and
     U+3000-U+303F (no-break space, quotes, dashes, ellipsis, CJK punctuation...)."""
-    first, second = raw[:-1], raw[1:]
+    # Only lead bytes C2-E3 can start one: test the pairs at lead bytes alone (in a
+    # Latin-script text, a few dozen offsets instead of every byte).
+    leads = np.flatnonzero(raw[:-1] >= _FIRST_PUNCTUATION_LEAD)
+    if leads.size == 0:
+        return leads
+    first, second = raw[leads], raw[leads + 1]
     two = ((first == 0xC2) & (second >= 0xA0)) | (
         (first == 0xC3) & ((second == 0x97) | (second == 0xB7))
     )
     three = ((first == 0xE2) & (second <= 0x81)) | ((first == 0xE3) & (second == 0x80))
-    starts = np.flatnonzero(two | three)
-    if starts.size == 0:
-        return starts
-    wide = starts[three[starts]]
+    starts = leads[two | three]
+    wide = leads[three]
     return np.concatenate((starts, starts + 1, np.minimum(wide + 2, raw.size - 1)))
 
 
@@ -219,13 +237,14 @@ def token_hashes(text: str) -> np.ndarray:
     folded = unicodedata.normalize("NFKC", text).casefold()
     data = folded.encode("utf-8")
     plain = folded.isascii()
-    if not plain and _CJK_UTF8.search(data):
-        data = _CJK_UTF8.sub(rb" \g<0> ", data)
     raw = np.frombuffer(data, dtype=np.uint8)
     if raw.size == 0:
         return np.zeros(0, dtype=np.uint64)
+    if not plain and raw.max() >= _FIRST_CJK_LEAD and _CJK_UTF8.search(data):
+        data = _CJK_UTF8.sub(rb" \g<0> ", data)
+        raw = np.frombuffer(data, dtype=np.uint8)
     word = np.zeros(raw.size + 2, dtype=bool)  # padded: no word before or after the text
-    word[1:-1] = _WORD_BYTE[raw]
+    np.take(_WORD_BYTE, raw, out=word[1:-1])
     if not plain:
         word[_punctuation(raw) + 1] = False
     changes = np.flatnonzero(word[1:] != word[:-1])  # a word's start, then its end, ...
@@ -233,7 +252,9 @@ def token_hashes(text: str) -> np.ndarray:
     powers, inverse = _powers_for(raw.size + 1)
     prefix = np.zeros(raw.size + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        np.cumsum(_BYTE_PLUS_ONE[raw] * powers[: raw.size], out=prefix[1:])
+        values = np.take(_BYTE_PLUS_ONE, raw)
+        values *= powers[: raw.size]
+        np.cumsum(values, out=prefix[1:])
         hashes = (prefix[ends] - prefix[starts]) * inverse[starts]
         hashes ^= hashes >> np.uint64(29)
         hashes *= _GOLDEN
@@ -285,19 +306,26 @@ def minhash(shingles: np.ndarray, num_perm: int, offset: int = 0) -> np.ndarray:
         return values.min(axis=1) >> np.uint64(32)  # the high half is monotone in the whole
 
 
+_MASK64 = (1 << 64) - 1
+_BAND_MIX_INTS = [int(value) for value in _BAND_MIX]
+_GOLDEN_INT = int(_GOLDEN)
+
+
 def band_keys(signature: np.ndarray, rows: int, salt: int) -> list[int]:
     """One signed 64-bit key per band of ``rows`` values, salted by the band's identity.
 
     ``salt`` keeps bands of different indexes (and of different signatures) apart, so
-    equal values in band 3 and band 7 do not collide.
+    equal values in band 3 and band 7 do not collide. Arithmetic is modulo 2**64 (in
+    Python integers: for a few bands, numpy's per-call cost is most of the work).
     """
-    bands = signature.reshape(-1, rows)
-    count = bands.shape[0]
-    identity = (np.arange(count, dtype=np.uint64) + np.uint64(salt)) * _GOLDEN
-    with np.errstate(over="ignore"):
-        mixed = (bands * _BAND_MIX[:rows]).sum(axis=1) ^ identity
-        mixed = (mixed ^ (mixed >> np.uint64(29))) * _GOLDEN
-    keys: list[int] = mixed.view(np.int64).tolist()
+    values = signature.tolist()
+    keys: list[int] = []
+    for band in range(len(values) // rows):
+        chunk = values[band * rows : (band + 1) * rows]
+        mixed = sum(value * mix for value, mix in zip(chunk, _BAND_MIX_INTS, strict=False))
+        mixed = (mixed & _MASK64) ^ (((band + salt) * _GOLDEN_INT) & _MASK64)
+        mixed = ((mixed ^ (mixed >> 29)) * _GOLDEN_INT) & _MASK64
+        keys.append(mixed - (1 << 64) if mixed >> 63 else mixed)
     return keys
 
 
