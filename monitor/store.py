@@ -379,6 +379,16 @@ SCHEMA_VERSION = len(MIGRATIONS)
 MIN_PAGE_CACHE_KIB = 8 * 1024
 MAX_PAGE_CACHE_KIB = 64 * 1024
 PAGE_CACHE_BYTES = 64  # per stored article; see size_page_cache()
+#: WAL pages after which a commit checkpoints them into the database file (SQLite's
+#: default is 1000). A checkpoint writes each page once however often it changed, and
+#: what an article's commit changes is mostly the same hot pages (this week's band keys,
+#: the newest rows and index entries), so checkpointing a fourth as often writes back far
+#: fewer pages per article: 0.05-0.1 ms of the dedupe stage's ~1 ms at 10k-1M stored. The
+#: WAL file grows to ~16 MB; readers find pages in it through the shared-memory index.
+WAL_AUTOCHECKPOINT_PAGES = 4000
+#: After a checkpoint, a WAL file larger than this (after a migration or a bulk load) is
+#: truncated back to it.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
@@ -391,6 +401,8 @@ def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA cache_size = -{MIN_PAGE_CACHE_KIB}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     return conn
 
 

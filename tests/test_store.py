@@ -33,6 +33,9 @@ def test_open_creates_wal_schema_and_version(tmp_path: Path) -> None:
     assert store.scalar("PRAGMA journal_mode") == "wal"
     assert store.scalar("PRAGMA user_version") == SCHEMA_VERSION
     assert store.scalar("PRAGMA foreign_keys") == 1
+    # fewer, larger checkpoints (see WAL_AUTOCHECKPOINT_PAGES), and a WAL cut back after one
+    assert store.scalar("PRAGMA wal_autocheckpoint") == 4000
+    assert store.scalar("PRAGMA journal_size_limit") == 64 * 1024 * 1024
     names = set(table_names(store))
     for table in (
         "sources",
