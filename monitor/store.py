@@ -310,8 +310,12 @@ BAND_MIGRATION_BATCH = 20_000
 
 #: The day (UTC, days since 1970-01-01) an article was first seen, from its fetched_at;
 #: a stamp SQLite cannot read counts as today. The same expression files a band key and
-#: chooses the days a lookup searches (monitor.dedupe).
-ARTICLE_DAY_SQL = "coalesce(unixepoch({column}) / 86400, unixepoch('now') / 86400)"
+#: chooses the days a lookup searches (monitor.dedupe). (strftime('%s'), not unixepoch(),
+#: which needs SQLite 3.38; Ubuntu 22.04 ships 3.37.)
+ARTICLE_DAY_SQL = (
+    "coalesce(CAST(strftime('%s', {column}) AS INTEGER) / 86400,"
+    " CAST(strftime('%s', 'now') AS INTEGER) / 86400)"
+)
 
 
 def _migrate_4(conn: sqlite3.Connection) -> None:

@@ -194,7 +194,9 @@ def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_pa
     day = {r["article_id"]: r["day"] for r in rows}
     march_1 = 20513  # 2026-03-01 is day 20513 since 1970-01-01
     assert (day[1], day[2]) == (march_1, march_1 + 1)
-    assert day[3] == store.scalar("SELECT unixepoch('now') / 86400")  # unreadable: today
+    assert day[3] == store.scalar(
+        "SELECT CAST(strftime('%s', 'now') AS INTEGER) / 86400"
+    )  # unreadable: today
     indexes = {r["name"] for r in store.query("PRAGMA index_list(article_bands)")}
     assert "article_bands_article" in indexes
     with store.transaction() as tx:  # the cascade from articles still holds
