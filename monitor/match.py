@@ -607,12 +607,21 @@ class _Compiler:
 # ---------------------------------------------------------------------------- evidence
 
 
-def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _Positions) -> Hit:
+def _hit(
+    commitment_id: str,
+    version: str,
+    root: _Eval,
+    clauses: tuple[tuple[int, ...], ...],
+    ctx: _Ctx,
+    positions: _Positions,
+) -> Hit:
     """Score a match and pick its evidence sentences.
 
     A sentence that satisfies the whole query on its own is better evidence than one that
     holds some of its terms; the score rewards a title that matches and several such
-    sentences (see docs/query-language.md, "Scoring").
+    sentences (see docs/query-language.md, "Scoring"). A sentence whose line lacks a term
+    of one of the query's required ``clauses`` cannot: it is not evaluated (the lines
+    holding each clause are usually known already from evaluating the query).
     """
     doc = ctx.doc
     by_sentence: dict[int, set[tuple[int, int]]] = defaultdict(set)
@@ -623,7 +632,8 @@ def _hit(commitment_id: str, version: str, root: _Eval, ctx: _Ctx, positions: _P
     satisfying_text = 0
     for sentence, marks in by_sentence.items():
         start, end = ctx.within = doc.sentence_range(sentence)
-        alone = root.test(ctx, start, end)
+        unit = doc.unit_of(sentence)
+        alone = all(ctx.clause_units(c) >> unit & 1 for c in clauses) and root.test(ctx, start, end)
         if alone:
             marks = set(root.find(ctx, start, end) or marks)
         ctx.within = None
@@ -713,7 +723,8 @@ class Query:
         if not self._eval.test(ctx, 0, doc.n_tokens):
             return None
         found = self._eval.find(ctx, 0, doc.n_tokens) or []
-        return _hit(self.commitment_id or "", self.version, self._eval, ctx, found)
+        clauses = _clause_keys(self._compiler.required(self.root))
+        return _hit(self.commitment_id or "", self.version, self._eval, clauses, ctx, found)
 
     def __str__(self) -> str:
         return self.explain()
@@ -740,6 +751,7 @@ class _Commitment:
     exclude: _Eval | None
     min_score: float
     required: tuple[frozenset[int], ...]
+    clauses: tuple[tuple[int, ...], ...]  # the same, as keys of the per-line masks
 
 
 class Matcher:
@@ -849,7 +861,9 @@ class Matcher:
             return None
         if commitment.exclude is not None and commitment.exclude.test(ctx, 0, everything):
             return None
-        hit = _hit(commitment.id, commitment.version, commitment.evaluate, ctx, found)
+        hit = _hit(
+            commitment.id, commitment.version, commitment.evaluate, commitment.clauses, ctx, found
+        )
         return hit if hit.score >= commitment.min_score else None
 
     def __len__(self) -> int:
@@ -902,6 +916,7 @@ def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> 
                 exclude_eval,
                 float(getattr(commitment, "min_score", 1.0)),
                 required,
+                _clause_keys(required),
             )
         )
     return Matcher(compiler, compiled)
