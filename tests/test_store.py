@@ -112,16 +112,23 @@ def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert "stories_primary_article" in indexes
 
 
+def _database_at_version(path: Path, version: int) -> sqlite3.Connection:
+    """A store as version ``version`` of the schema left it, for a migration to upgrade."""
+    from monitor.store import MIGRATIONS, connect
+
+    conn = connect(path)
+    for step in MIGRATIONS[:version]:
+        step(conn)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
 def test_version_2_database_gets_the_band_keys_of_today(tmp_path: Path) -> None:
     """Migration 3 replaces the old band keys by today's, for the articles that had them."""
     from monitor.dedupe import fingerprint
-    from monitor.store import MIGRATIONS, connect
 
     path = tmp_path / "v2.db"
-    conn = connect(path)
-    for step in MIGRATIONS[:2]:
-        step(conn)
-    conn.execute("PRAGMA user_version = 2")
+    conn = _database_at_version(path, 2)
     text = (
         "The patent office published draft rules on linkage for generic drugs on Monday.\n"
         "Comments are open for thirty days, and the rules take effect next year."
@@ -159,13 +166,8 @@ def test_version_2_database_gets_the_band_keys_of_today(tmp_path: Path) -> None:
 def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_path: Path) -> None:
     """Migration 4 keeps every band key and files it under its article's first-seen week
     and day."""
-    from monitor.store import MIGRATIONS, connect
-
     path = tmp_path / "v3.db"
-    conn = connect(path)
-    for step in MIGRATIONS[:3]:
-        step(conn)
-    conn.execute("PRAGMA user_version = 3")
+    conn = _database_at_version(path, 3)
     conn.execute("INSERT INTO stories (id, first_seen_at, updated_at) VALUES (1, 't', 't')")
     seen = {1: "2026-03-01T23:59:59+00:00", 2: "2026-03-02T00:00:00+00:00", 3: "garbled"}
     for article_id, fetched_at in seen.items():
@@ -206,13 +208,8 @@ def test_version_3_database_files_its_band_keys_under_their_article_s_day(tmp_pa
 
 def test_version_4_database_files_its_band_keys_by_week(tmp_path: Path) -> None:
     """Migration 5 regroups the day-keyed band rows of version 4 by week, days kept."""
-    from monitor.store import MIGRATIONS, connect
-
     path = tmp_path / "v4.db"
-    conn = connect(path)
-    for step in MIGRATIONS[:4]:
-        step(conn)
-    conn.execute("PRAGMA user_version = 4")
+    conn = _database_at_version(path, 4)
     conn.execute("INSERT INTO stories (id, first_seen_at, updated_at) VALUES (1, 't', 't')")
     conn.execute(
         "INSERT INTO articles (id, url, canonical_url, fetched_at, story_id)"
