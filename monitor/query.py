@@ -42,7 +42,7 @@ _TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")  # the definition; the patterns 
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _CJK_SPLIT = re.compile(f"[{_CJK}]|[^{_CJK}]+")
-_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")  # deleting them leaves the other characters
+_ASCII_BYTES = bytes(range(128))  # deleting them from UTF-8 leaves the other characters
 SEP = "\x02"  # a pseudo-token between sentences: no term contains it, so none spans two
 # [a-z0-9] and line breaks stay (split() treats "\n" as a space), A-Z become a-z,
 # everything else is a space
@@ -108,7 +108,7 @@ class FoldedText:
         self.text = text
         self._words: str | None = None
         self._folded: str | None = None
-        others = set() if text.isascii() else set(_ASCII_RUNS.sub("", text))
+        others = set() if text.isascii() else _non_ascii(text)
         if all(map(_inert, others)):
             # Only punctuation and symbols outside ASCII (curly quotes, dashes): they never
             # become or join tokens, so lowercasing ASCII is all the folding tokens need,
@@ -188,6 +188,16 @@ class FoldedText:
             else:
                 out.extend(_CJK_SPLIT.findall(word))
         return out
+
+
+def _non_ascii(text: str) -> set[str]:
+    """The distinct characters of ``text`` outside ASCII.
+
+    UTF-8 spells every other character without ASCII bytes, so deleting those bytes
+    leaves exactly the others: twice as fast as a regular expression.
+    """
+    raw = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    return set(raw.decode("utf-8", "surrogatepass"))
 
 
 def ascii_tokens(text: str) -> list[str]:
