@@ -27,6 +27,8 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from functools import reduce
+from operator import and_, or_
 
 from monitor.errors import QuerySyntaxError
 
@@ -56,6 +58,7 @@ _ASCII_SPLIT_TABLE = bytes(
 )
 _TOKEN_OR_SEP = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+|{SEP}")
 _IS_CJK = re.compile(f"[{_CJK}]")
+_JAMO = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\ud7b0-\ud7ff]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 FIELDS = ("title", "text")
@@ -87,9 +90,6 @@ def word_tokens(folded: str) -> list[str]:
     return out
 
 
-_fold_keeps_length: dict[str, bool] = {}
-
-
 class FoldedText:
     """A text folded once, tokenized whole, and counted line by line or span by span.
 
@@ -97,10 +97,12 @@ class FoldedText:
     paths: when folding changes no character's length (``aligned``) the slices of the
     folded text line up with the original's, and when no letter outside ASCII is left
     (accents are folded away; curly quotes and dashes are not letters) a byte translation
-    and a split replace the regular expression.
+    and a split replace the regular expression. Folding itself is done per distinct
+    character (a text has a few dozen), replacing those that fold to a word character,
+    unless a character folds differently next to its neighbours (combining marks, jamo).
     """
 
-    __slots__ = ("_folded", "_words", "aligned", "ascii_words", "text")
+    __slots__ = ("_folded", "_source", "_words", "aligned", "ascii_words", "text")
 
     def __init__(self, text: str) -> None:
         if SEP in text:  # a stray control character must not pass for a sentence break
@@ -108,23 +110,44 @@ class FoldedText:
         self.text = text
         self._words: str | None = None
         self._folded: str | None = None
-        others = set() if text.isascii() else _non_ascii(text)
-        if all(map(_inert, others)):
+        self._source = text  # the text with every character that folds to a word replaced
+        others = list(_non_ascii(text)) if not text.isascii() else []
+        if not others:
+            self.aligned = self.ascii_words = True
+            return
+        get = _char_flags.get
+        flags = [get(char) or _describe_char(char) for char in others]
+        every, some = reduce(and_, flags), reduce(or_, flags)
+        self.ascii_words = not some & _GIVES_LETTER_OUTSIDE_ASCII
+        if every & _INERT:
             # Only punctuation and symbols outside ASCII (curly quotes, dashes): they never
             # become or join tokens, so lowercasing ASCII is all the folding tokens need,
             # and the byte translation of ``_ascii_words`` does it.
-            self.aligned = self.ascii_words = True
+            self.aligned = True
             return
-        self._folded = folded = fold(text)
-        self.aligned = len(folded) == len(text) and all(map(_keeps_length, others))
-        # Folding is done character by character (but for Hangul jamo, letters either way).
-        self.ascii_words = not any(map(_folds_to_a_letter_outside_ascii, others))
+        if every & _ALONE:
+            # Each character folds the same on its own as in the text (no combining marks,
+            # no Hangul jamo), so replacing the few that fold to a word character is the
+            # whole folding, at a fraction of the cost of normalizing the text.
+            source = text
+            aligned = True
+            for char, flag in zip(others, flags, strict=True):
+                if flag & _REPLACE:
+                    source = source.replace(char, _char_folds[char])
+                    aligned = aligned and bool(flag & _SAME_LENGTH)
+            self._source = source
+            self.aligned = aligned
+            if not self.ascii_words:
+                self._folded = source.lower()
+            return
+        self._folded = self._source = folded = fold(text)
+        self.aligned = len(folded) == len(text) and bool(every & _SAME_LENGTH)
 
     @property
     def folded(self) -> str:
         """The folded text (for text that needed only lowercasing, made when asked)."""
         if self._folded is None:
-            self._folded = self.text.lower()
+            self._folded = self._source.lower()
         return self._folded
 
     def all_tokens(self) -> list[str]:
@@ -165,8 +188,7 @@ class FoldedText:
         line up with the folded text.
         """
         if self._words is None:
-            folded = self.text if self._folded is None else self._folded
-            raw = folded.encode("ascii", "replace")
+            raw = self._source.encode("ascii", "replace")
             self._words = raw.translate(_ASCII_SPLIT_TABLE).decode("ascii")  # see ascii_tokens
         return self._words
 
@@ -205,34 +227,45 @@ def ascii_tokens(text: str) -> list[str]:
     return text.encode("ascii").translate(_ASCII_SPLIT_TABLE).decode("ascii").split()
 
 
-_fold_is_inert: dict[str, bool] = {}
+# What folding does to one character, worked out once per character ever seen.
+_INERT = 1  # folds to something non-empty without letters or digits (punctuation, symbols)
+_SAME_LENGTH = 2  # folds to exactly one character
+_GIVES_LETTER_OUTSIDE_ASCII = 4
+_ALONE = 8  # folds the same on its own as inside any text (see _folds_alone)
+_REPLACE = 16  # folds to something else that may hold a word character: must be replaced
+_char_flags: dict[str, int] = {}
+_char_folds: dict[str, str] = {}
 
 
-def _inert(char: str) -> bool:
-    """Whether a character folds to something non-empty without letters or digits."""
-    known = _fold_is_inert.get(char)
-    if known is None:
-        folded = fold(char)
-        known = _fold_is_inert[char] = bool(folded) and not any(c.isalnum() for c in folded)
-    return known
+def _describe_char(char: str) -> int:
+    folded = _char_folds[char] = fold(char)
+    flags = 0
+    if folded and not any(c.isalnum() for c in folded):
+        flags |= _INERT
+    if len(folded) == 1:
+        flags |= _SAME_LENGTH
+    if any(c.isalnum() and not c.isascii() for c in folded):
+        flags |= _GIVES_LETTER_OUTSIDE_ASCII
+    if folded != char and not (flags & _INERT and not char.isalnum()):
+        flags |= _REPLACE
+    if _folds_alone(char, folded) and (flags & _REPLACE or char.lower() == char):
+        flags |= _ALONE  # and, if left in place, lowercasing the text leaves it be
+    _char_flags[char] = flags
+    return flags
 
 
-_fold_gives_letter: dict[str, bool] = {}
+def _folds_alone(char: str, folded: str) -> bool:
+    """Whether ``char`` folds to ``folded`` wherever it stands in a text.
 
-
-def _folds_to_a_letter_outside_ascii(char: str) -> bool:
-    known = _fold_gives_letter.get(char)
-    if known is None:
-        known = any(c.isalnum() and not c.isascii() for c in fold(char))
-        _fold_gives_letter[char] = known
-    return known
-
-
-def _keeps_length(char: str) -> bool:
-    known = _fold_keeps_length.get(char)
-    if known is None:
-        known = _fold_keeps_length[char] = len(fold(char)) == 1
-    return known
+    Normalization looks past one character only for combining marks (reordered, removed
+    or composed with what precedes them) and Hangul jamo (composed into syllables); a
+    character that neither is nor folds to one of those folds the same alone. The result
+    must also be unchanged by lowercasing, which a folded text gets for its ASCII.
+    """
+    for c in char + folded:
+        if unicodedata.category(c)[0] == "M" or _JAMO.match(c):
+            return False
+    return folded.lower() == folded
 
 
 def token_spans(text: str) -> list[tuple[int, int]]:

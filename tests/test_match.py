@@ -394,6 +394,7 @@ def _reference_tokens(text: str, spans: list[tuple[int, int]]) -> list[str]:
         "加强知识产权保护。IP合作",
         "Hangul 지식재산권을 보호. ＩＰ ﬁne",
         "e\u0301cole cafe\u0301s. İstanbul",
+        "x\u1100\u1161y 가\u11a8 ㄱㅏ",  # jamo that compose into syllables only in context
     ],
 )
 def test_fast_tokenizer_paths_agree_with_the_definition(text: str) -> None:
@@ -419,6 +420,22 @@ def test_fast_tokenizer_paths_agree_on_real_articles() -> None:
         text = json.loads(line)["text"]
         spans = split_sentences(text)
         assert _sentence_tokens(text) == _reference_tokens(text, spans)
+
+
+# Characters that fold to word characters (é, ß, ﬁ, Ⓐ, ０, ½), lowercase oddly (İ, Σ) or
+# stay punctuation (“ … ，) among ASCII; and with them characters whose folding depends on
+# their neighbours (combining marks, Hangul jamo), which the text-wide folding handles.
+_FOLD_ALONE = "aZ9 .\n-'eEİıßſﬁ½²ÉéçÑ，。“”…—知识产권가ΣςДＡ０Ⓐǅ"
+_FOLD_IN_CONTEXT = _FOLD_ALONE + "\u0303\u0301ㄱㅏ\u1100\u1161\u11a8"
+_UNICODE_TEXTS = st.sampled_from([_FOLD_ALONE, _FOLD_IN_CONTEXT]).flatmap(
+    lambda chars: st.text(alphabet=st.sampled_from(list(chars)), max_size=40)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_UNICODE_TEXTS)
+def test_folding_character_by_character_tokenizes_as_folding_the_text(text: str) -> None:
+    assert _sentence_tokens(text) == _reference_tokens(text, split_sentences(text))
 
 
 @settings(max_examples=200, deadline=None)
