@@ -202,9 +202,9 @@ class _PresearchCtx(_Ctx):
             for leaf_id, _, end in automaton.find_matches_as_indexes(joined, overlapping=True):
                 last = end - 1
                 if last >= previous:
-                    spaces += count(" ", previous, last)
+                    spaces += count(b" ", previous, last)
                 else:  # never seen, but the order is the library's to choose
-                    spaces -= count(" ", last, previous)
+                    spaces -= count(b" ", last, previous)
                 previous = last
                 raw[leaf_id].append(spaces - widths[leaf_id])
             for found in raw.values():
@@ -784,13 +784,15 @@ class Matcher:
             for c in commitments
         ]
         self._always = always
-        # Term i is key i: " word " or " two words " (a prefix lacks the closing space).
+        # Term i is key i: " word " or " two words " (a prefix lacks the closing space), in
+        # UTF-8: a search of bytes skips the character offsets a search of str works out.
         keys = [
-            " " + " ".join(tokens) + ("" if prefix else " ") for tokens, prefix in compiler.leaves
+            (" " + " ".join(tokens) + ("" if prefix else " ")).encode("utf-8", "surrogatepass")
+            for tokens, prefix in compiler.leaves
         ]
         self._widths = [len(tokens) for tokens, _ in compiler.leaves]  # tokens per term
         self._automaton = (
-            ahocorasick_rs.AhoCorasick(keys, matchkind=ahocorasick_rs.MatchKind.Standard)
+            ahocorasick_rs.BytesAhoCorasick(keys, matchkind=ahocorasick_rs.MatchKind.Standard)
             if keys
             else None
         )

@@ -180,7 +180,7 @@ class Document:
     ``tokens`` holds the title's tokens, then the text's, with a separator pseudo-token
     after the title and for each line break of the text, so positions are token indices
     and no phrase runs from the title into the text or across lines. ``joined`` is the
-    same tokens joined by spaces, for the Aho-Corasick pass.
+    same tokens joined by spaces, in UTF-8, for the Aho-Corasick pass.
 
     Sentences are found only where a query needs them (``SENT``, ``NEAR``, a phrase, the
     evidence of a hit): splitting a whole article costs as much as tokenizing it, and
@@ -254,7 +254,7 @@ class Document:
         tokens.extend(text_tokens)
         self.tokens = tokens
         self.n_tokens = len(tokens)
-        self.joined = " " + " ".join(tokens) + " "
+        self.joined = (" " + " ".join(tokens) + " ").encode("utf-8", "surrogatepass")
         self._index: dict[str, list[int]] | None = None
         self._vocab: list[str] | None = None
         self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
