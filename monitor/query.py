@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import reduce
+from itertools import accumulate
 from operator import and_, or_
 
 from monitor.errors import QuerySyntaxError
@@ -56,7 +57,7 @@ _ASCII_SPLIT_TABLE = bytes(
     else 32
     for c in range(256)
 )
-_TOKEN_OR_SEP = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+|{SEP}")
+_NON_ASCII_WORD = re.compile(r"[^\W\x00-\x7f]")  # a word character outside ASCII
 _IS_CJK = re.compile(f"[{_CJK}]")
 _JAMO = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\ud7b0-\ud7ff]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
@@ -131,10 +132,13 @@ class FoldedText:
             # whole folding, at a fraction of the cost of normalizing the text.
             source = text
             aligned = True
+            spaces = not self.ascii_words  # see _mixed_tokens
             for char, flag in zip(others, flags, strict=True):
                 if flag & _REPLACE:
                     source = source.replace(char, _char_folds[char])
                     aligned = aligned and bool(flag & _SAME_LENGTH)
+                elif spaces and flag & _INERT:  # punctuation: a space to every tokenizer
+                    source = source.replace(char, " ")
             self._source = source
             self.aligned = aligned
             if not self.ascii_words:
@@ -159,7 +163,33 @@ class FoldedText:
         """
         if self.ascii_words:
             return self._ascii_words().replace("\n", f" {SEP} ").split()
-        return _TOKEN_OR_SEP.findall(self.folded.replace("\n", SEP))
+        return self._mixed_tokens()
+
+    def _mixed_tokens(self) -> list[str]:
+        """``all_tokens`` of a text with word characters outside ASCII, line by line.
+
+        Such characters are often a few names or a quote in an English article, so only
+        the lines that hold a character outside ASCII are read with the regular
+        expression (punctuation outside ASCII was made spaces, see ``__init__``); the
+        lines between take the byte translation, five to ten times faster.
+        """
+        folded = self.folded
+        words = self._ascii_words()  # same offsets as ``folded``: lowercasing kept lengths
+        lines = folded.split("\n")
+        others = [number for number, line in enumerate(lines) if not line.isascii()]
+        ends = list(accumulate(map(len, lines)))  # ends[i] + i: where line i ends
+        line_tokens = _TOKEN.findall
+        out: list[str] = []
+        position = 0  # where the text not yet tokenized starts: 0 or a line break
+        for number in others:
+            line = lines[number]
+            end = ends[number] + number
+            start = end - len(line)
+            out.extend(words[position:start].replace("\n", f" {SEP} ").split())
+            out.extend(line_tokens(line))
+            position = end
+        out.extend(words[position:].replace("\n", f" {SEP} ").split())
+        return out
 
     def span_token_counts(self, spans: list[tuple[int, int]]) -> list[int]:
         """How many tokens each span of the text holds (offsets in the original)."""
