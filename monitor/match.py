@@ -10,8 +10,10 @@
 2. Each query gets *required clauses*: sets of terms of which at least one must occur for
    the query to match (``a AND b`` needs {a} and {b}; ``a OR b`` needs {a, b}; a NOT
    needs nothing). The query is indexed under its most selective clause, and an article's
-   candidates are the queries indexed under a term it holds whose every clause is met.
-   A query with no clause (``NOT x``) is evaluated on every article.
+   candidates are the queries indexed under a term it holds whose every clause is met,
+   and whose whole boolean shape is met by the terms present (sentences, distances and
+   fields aside; ``_Presence``). A query with no clause (``NOT x``) is evaluated on
+   every article.
 3. Only candidates are evaluated, on the term positions the pass found. Evaluation first
    asks yes/no (most candidates fail), and ``SENT(...)`` first intersects the lines, then
    the sentences, holding each of its clauses as bitmasks; positions are collected only
@@ -311,6 +313,40 @@ def _clause_keys(required: tuple[frozenset[int], ...]) -> tuple[tuple[int, ...],
     return tuple(tuple(sorted(clause)) for clause in required)
 
 
+class _Presence:
+    """A query's boolean shape over the terms present, tested on a bitmask of term ids.
+
+    ``any_of``: met if one bit of ``single`` is set or one of ``others`` is met.
+    Otherwise: met if every bit of ``every`` is set and every one of ``others`` is met.
+    (A lone term is ``single`` = its bit.)
+    """
+
+    __slots__ = ("any_of", "every", "others", "single")
+
+    def __init__(
+        self, single: int, every: int, others: tuple[_Presence, ...], *, any_of: bool = False
+    ) -> None:
+        self.single = single
+        self.every = every
+        self.others = others
+        self.any_of = any_of or bool(single)
+
+    def met(self, present: int) -> bool:
+        if self.any_of:
+            if present & self.single:
+                return True
+            for other in self.others:  # noqa: SIM110 (a loop: any() adds a generator)
+                if other.met(present):
+                    return True
+            return False
+        if present & self.every != self.every:
+            return False
+        for other in self.others:  # noqa: SIM110
+            if not other.met(present):
+                return False
+        return True
+
+
 class _Compiler:
     """Turns query trees into evaluator closures over term ids shared by all queries."""
 
@@ -366,6 +402,52 @@ class _Compiler:
         children = node.children if isinstance(node, And) else (node.left, node.right)
         every = {clause for child in children for clause in self.required(child)}
         return tuple(sorted(every, key=self.cost)[:MAX_CLAUSES])
+
+    # --- the query on term presence alone
+
+    def presence(self, node: Node) -> _Presence | None:
+        """The query read on which terms occur anywhere, or None if it needs none.
+
+        Sentences, distances and fields are dropped (SENT(x) -> x, a NEAR b -> a AND b,
+        title:a -> a) and a NOT is taken as met, so the result is necessary for a match,
+        like ``required``, but keeps the whole boolean shape: (a AND b) OR (c AND d) is
+        not met by a and d. Terms present are tested as one bitmask.
+        """
+        if isinstance(node, Term):
+            return _Presence(1 << self.leaf(node), 0, ())
+        if isinstance(node, Not):
+            return None
+        if isinstance(node, Sent):
+            return self.presence(node.child)
+        if isinstance(node, Or):
+            options = [self.presence(child) for child in node.children]
+            if any(option is None for option in options):
+                return None  # a branch met by anything: so is the OR
+            mask = 0
+            others: list[_Presence] = []
+            for option in options:
+                assert option is not None
+                if option.single and not option.others:
+                    mask |= option.single  # a term, or an OR of terms: one bit among many
+                else:
+                    others.append(option)
+            return _Presence(mask, 0, tuple(others), any_of=True)
+        children = node.children if isinstance(node, And) else (node.left, node.right)
+        every = 0
+        others = []
+        for child in children:
+            need = self.presence(child)
+            if need is None:
+                continue
+            if need.single and not need.others and need.single & (need.single - 1) == 0:
+                every |= need.single  # a single term: all of these bits must be set
+            elif not need.any_of and not need.others:
+                every |= need.every
+            else:
+                others.append(need)
+        if not every and not others:
+            return None
+        return _Presence(0, every, tuple(others))
 
     def anchors(self, node: Node) -> frozenset[int] | None:
         """The most selective required clause: one of these terms must occur, else None."""
@@ -754,6 +836,7 @@ class _Commitment:
     min_score: float
     required: tuple[frozenset[int], ...]
     clauses: tuple[tuple[int, ...], ...]  # the same, as keys of the per-line masks
+    presence: _Presence | None  # the query on term presence alone (None: no constraint)
 
 
 class Matcher:
@@ -783,6 +866,9 @@ class Matcher:
             tuple(sum(1 << leaf_id for leaf_id in clause) for clause in c.required[1:])
             for c in commitments
         ]
+        # Then the whole boolean shape on the terms present, for the candidates whose
+        # clauses are met (most that fail would fail on it: (a b) OR (c d) with a and d).
+        self._presence = [c.presence for c in commitments]
         self._always = always
         # Term i is key i: " word " or " two words " (a prefix lacks the closing space), in
         # UTF-8: a search of bytes skips the character offsets a search of str works out.
@@ -818,13 +904,16 @@ class Matcher:
             if found:
                 numbers.update(found)
         other_clauses = self._other_clauses
+        presence = self._presence
         out = []
         for number in numbers:
             for clause in other_clauses[number]:
                 if not clause & present:
                     break
             else:
-                out.append(number)
+                shape = presence[number]
+                if shape is None or shape.met(present):
+                    out.append(number)
         return out
 
     def match(self, title: str, text: str) -> list[Hit]:
@@ -921,6 +1010,7 @@ def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> 
                 float(getattr(commitment, "min_score", 1.0)),
                 required,
                 _clause_keys(required),
+                compiler.presence(parsed.root),
             )
         )
     return Matcher(compiler, compiled)

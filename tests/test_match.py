@@ -201,6 +201,27 @@ def test_presearch_skips_queries_whose_required_terms_are_absent() -> None:
     assert matcher.candidates("", "IP news without the treaty.") == ["C"]
 
 
+def test_presearch_reads_the_whole_boolean_shape_on_the_terms_present() -> None:
+    matcher = compile_matcher(
+        [
+            Commitment("DEEP", "(lengthiest AND broader AND widest AND ab) OR epsilon"),
+            Commitment("SENT", "SENT(alpha delta) OR title:beta"),
+            Commitment("NOT", "alpha AND NOT beta"),
+        ],
+        {},
+    )
+    # The clauses kept for DEEP (at most three from each branch: {lengthiest, epsilon},
+    # {broader, epsilon}, {widest, epsilon}) are all met without "ab"; its boolean shape
+    # is not. On presence SENT drops its sentence and its field (necessary, not
+    # sufficient), and a NOT never rules a query out.
+    assert matcher.candidates("", "The lengthiest, broader, widest text.") == []
+    assert matcher.candidates("", "The lengthiest, broader, widest ab.") == ["DEEP"]
+    assert matcher.candidates("", "Alpha rose. Delta fell.") == ["SENT", "NOT"]
+    assert {h.commitment_id for h in matcher.match("", "Alpha rose. Delta fell.")} == {"NOT"}
+    assert {h.commitment_id for h in matcher.match("", "Alpha and delta.")} == {"NOT", "SENT"}
+    assert matcher.candidates("", "Alpha, beta.") == ["SENT", "NOT"]
+
+
 # ---------------------------------------------------------------------------- evidence
 
 
