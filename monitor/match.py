@@ -711,27 +711,44 @@ def _hit(
     holding each clause are usually known already from evaluating the query).
     """
     doc = ctx.doc
-    by_sentence: dict[int, set[tuple[int, int]]] = defaultdict(set)
-    for position in positions:
-        by_sentence[doc.sentence_of(position[0])].add(position)
+    tokens = doc.tokens
+    title_end = doc.title_end  # the title's sentence is tokens [0, title_end)
+    # sentence (its first token) -> (one past its last token, its unit, its marks)
+    by_sentence: dict[int, tuple[int, int, set[tuple[int, int]]]] = {}
+    first = end = -1
+    marks: set[tuple[int, int]] = set()
+    for position in sorted(positions):  # in order, the sentence found last often holds it
+        if not first <= position[0] < end:
+            first, end, unit = doc.sentence_holding(position[0])
+            known = by_sentence.get(first)
+            if known is None:
+                known = by_sentence[first] = (end, unit, set())
+            marks = known[2]
+        marks.add(position)
     ranked = []
     title_satisfies = title_has_terms = False
     satisfying_text = 0
-    for sentence, marks in by_sentence.items():
-        start, end = ctx.within = doc.sentence_range(sentence)
-        unit = doc.unit_of(sentence)
-        alone = all(ctx.clause_units(c) >> unit & 1 for c in clauses) and root.test(ctx, start, end)
-        if alone:
-            marks = set(root.find(ctx, start, end) or marks)
-        ctx.within = None
-        field = doc.sentence_field(sentence)
-        if field == "title":
+    for sentence, (end, unit, marks) in by_sentence.items():
+        alone = False
+        for clause in clauses:
+            if not ctx.clause_units(clause) >> unit & 1:
+                break
+        else:
+            ctx.within = (sentence, end)
+            found = root.find(ctx, sentence, end)  # None exactly when the test fails
+            ctx.within = None
+            if found is not None:
+                alone = True
+                if found:
+                    marks = set(found)
+        in_title = sentence < title_end
+        if in_title:
             title_has_terms = True
             title_satisfies = alone
         elif alone:
             satisfying_text += 1
-        distinct = len({tuple(doc.tokens[s:e]) for s, e in marks})
-        ranked.append(((alone, distinct, field == "title", -sentence), sentence, marks))
+        distinct = len({tuple(tokens[s:e]) for s, e in marks})
+        ranked.append(((alone, distinct, in_title, -sentence), sentence, marks))
     ranked.sort(reverse=True)
     evidence = tuple(
         _evidence(doc, sentence, marks) for _, sentence, marks in ranked[:MAX_EVIDENCE]

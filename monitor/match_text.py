@@ -357,6 +357,19 @@ class Document:
         unit = self.unit_of(token)
         return self.unit_sentences(unit)[self.local_sentence(unit, token)][0]
 
+    def sentence_holding(self, token: int) -> tuple[int, int, int]:
+        """(first token, one past the last, unit) of the sentence holding ``token``."""
+        if self._lines_pending:
+            self._add_lines()
+        unit = bisect_right(self._unit_ts, token) - 1
+        found = self._unit_sentences[unit]
+        if found is None:
+            found = self.unit_sentences(unit)
+        starts = self._unit_starts[unit]
+        assert starts is not None
+        first, end, _, _ = found[bisect_right(starts, token) - 1]
+        return first, end, unit
+
     def sentence_range(self, sentence: int) -> tuple[int, int]:
         return sentence, self._sentences[sentence][0]
 
