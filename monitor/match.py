@@ -766,13 +766,12 @@ def _hit(
 
 def _evidence(doc: Document, sentence: int, marks: Iterable[tuple[int, int]]) -> Evidence:
     field, text, base = doc.sentence_text_at(sentence)
-    spans = doc.token_spans(sentence)
-    first = sentence  # a sentence is named by its first token
     merged: list[tuple[int, int]] = []
     for start, end in sorted(marks):
-        if end - first > len(spans):
-            continue  # folding changed the token count (rare Unicode); skip the highlight
-        span = (spans[start - first][0] - base, spans[end - 1 - first][1] - base)
+        found = doc.marked_span(sentence, start, end)
+        if found is None:
+            continue
+        span = (found[0] - base, found[1] - base)
         if merged and span[0] <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], span[1]))
         else:

@@ -384,18 +384,46 @@ class Document:
             found[:2] for unit in range(len(self._unit_ts)) for found in self.unit_sentences(unit)
         ]
 
+    def marked_span(self, sentence: int, first: int, end: int) -> tuple[int, int] | None:
+        """Characters in the field of tokens [first, end) of ``sentence``, for highlighting.
+
+        An evidence sentence has a few marked tokens among dozens, so each is found by
+        its text (``FoldedText.token_start``) rather than by finding every token's span;
+        ``token_spans`` is the fallback. None if folding changed the sentence's tokens.
+        """
+        _, field, start, stop = self._sentences[sentence]
+        folded = self._field_folded(field)
+        tokens = self.tokens
+        head = folded.token_start(
+            start, stop, tokens[first], tokens[sentence:first].count(tokens[first])
+        )
+        if head is not None:
+            last = end - 1
+            if last == first:
+                return head, head + len(tokens[first])
+            tail = folded.token_start(
+                start, stop, tokens[last], tokens[sentence:last].count(tokens[last])
+            )
+            if tail is not None:
+                return head, tail + len(tokens[last])
+        spans = self.token_spans(sentence)
+        if end - sentence > len(spans):
+            return None  # folding changed the token count (rare Unicode): no highlight
+        return spans[first - sentence][0], spans[end - 1 - sentence][1]
+
+    def _field_folded(self, field: str) -> FoldedText:
+        if field == "text":
+            return self._folded
+        if self._title_folded is None:
+            self._title_folded = FoldedText(self.fields["title"])
+        return self._title_folded
+
     def token_spans(self, sentence: int) -> list[tuple[int, int]]:
         """Character spans of the sentence's tokens in its field, for highlighting."""
         spans = self.spans.get(sentence)
         if spans is None:  # several commitments often cite the same sentence
             _, field, start, end = self._sentences[sentence]
-            if field == "text":
-                folded = self._folded
-            else:
-                if self._title_folded is None:
-                    self._title_folded = FoldedText(self.fields["title"])
-                folded = self._title_folded
-            spans = self.spans[sentence] = folded.token_spans(start, end)
+            spans = self.spans[sentence] = self._field_folded(field).token_spans(start, end)
         return spans
 
     def sentence_text_at(self, sentence: int) -> tuple[str, str, int]:

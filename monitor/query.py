@@ -235,6 +235,32 @@ class FoldedText:
             self._words = utf8.translate(_ASCII_SPLIT_TABLE, _UTF8_CONTINUATION).decode("ascii")
         return self._words
 
+    def token_start(self, start: int, end: int, token: str, before: int) -> int | None:
+        """Where in ``text[start:end]`` the token that follows ``before`` others like it starts.
+
+        For highlighting one token without finding every token's span: in the translated
+        text a token is a run of [a-z0-9] between other characters, so the first whole run
+        equal to it after ``before`` such runs is it. None unless the fast path applies
+        (``aligned`` and ``ascii_words``); callers then use ``token_spans``.
+        """
+        if not (self.aligned and self.ascii_words):
+            return None
+        words = self._ascii_words()
+        size = len(token)
+        found = words.find(token, start, end)
+        while found >= 0:
+            stop = found + size
+            if (found == start or not words[found - 1].isalnum()) and (
+                stop == end or not words[stop].isalnum()
+            ):
+                if not before:
+                    return found
+                before -= 1
+                found = words.find(token, stop, end)
+            else:
+                found = words.find(token, found + 1, end)
+        return None
+
     def tokens(self, start: int, end: int) -> list[str]:
         """The tokens of ``text[start:end]`` (offsets in the original text)."""
         if not self.aligned:

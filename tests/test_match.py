@@ -460,6 +460,23 @@ def test_folding_character_by_character_tokenizes_as_folding_the_text(text: str)
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.one_of(_TEXTS, _UNICODE_TEXTS, st.text(max_size=60)))
+def test_a_marked_token_is_found_where_spanning_every_token_puts_it(text: str) -> None:
+    doc = Document("A title, a TITLE", text)
+    for first, end in doc.all_sentences():
+        if end == first:
+            continue  # no token to mark
+        spans = doc.token_spans(first)
+        if end - first != len(spans):
+            continue  # folding changed the token count: no highlight either way
+        for token in range(first, end):
+            assert doc.marked_span(first, token, token + 1) == spans[token - first]
+            if token + 2 <= end:
+                want = (spans[token - first][0], spans[token + 1 - first][1])
+                assert doc.marked_span(first, token, token + 2) == want
+
+
+@settings(max_examples=200, deadline=None)
 @given(_TEXTS)
 def test_lazy_sentences_hold_the_tokens_a_sentence_by_sentence_reading_gives(text: str) -> None:
     assert _sentence_tokens(text) == _reference_tokens(text, split_sentences(text))
