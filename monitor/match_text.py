@@ -316,6 +316,10 @@ class Document:
             _, start, end = self._unit_span(unit)
             spans = split_line(self.fields["text"], start, end)
             position = self._unit_ts[unit]
+            if len(spans) <= 1:  # one sentence (a third of lines): it holds the line's tokens
+                found = [(position, self._unit_te[unit], *spans[0])] if spans else []
+                self._set_sentences(unit, found)
+                return found
             found = []
             for span, count in zip(spans, self._folded.span_token_counts(spans), strict=True):
                 found.append((position, position + count, *span))
