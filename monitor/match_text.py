@@ -218,7 +218,7 @@ class Document:
         self.fields = {"title": title, "text": text}
         tokens: list[str] = []
         title_span: tuple[int, int] | None = None
-        start, end = _strip_span(title)
+        start, end = len(title) - len(title.lstrip()), len(title.rstrip())
         self._title_folded: FoldedText | None = None  # made if the title's evidence needs it
         if end > start:
             if title.isascii() and SEP not in title:  # most titles: no folding to do
@@ -232,20 +232,25 @@ class Document:
         self.title_end = len(tokens)
         folded = FoldedText(text)
         self._folded = folded
-        # unit -> its sentences: (first token, one past the last, start, end in the field)
-        self._unit_sentences: list[list[tuple[int, int, int, int]] | None] = []
-        self._unit_starts: list[list[int] | None] = []
         self._title_span = title_span
         self._line_starts: list[int] | None = None  # where each line of the text starts
-        self._unit_ts: list[int] = []
-        self._unit_te: list[int] = []
-        self._sentences: dict[int, tuple[int, str, int, int]] = {}  # first token -> ...
-        if title_span is not None:
-            self._unit_ts.append(0)
-            self._unit_te.append(self.title_end)
-            self._unit_sentences.append(None)
-            self._unit_starts.append(None)
-            self._set_sentences(0, [(0, self.title_end, *title_span)])
+        # unit -> its sentences: (first token, one past the last, start, end in the field);
+        # the title, if any, is unit 0 and one sentence
+        self._unit_sentences: list[list[tuple[int, int, int, int]] | None]
+        self._unit_starts: list[list[int] | None]
+        self._sentences: dict[int, tuple[int, str, int, int]]  # first token -> ...
+        if title_span is None:
+            self._unit_ts: list[int] = []
+            self._unit_te: list[int] = []
+            self._unit_sentences = []
+            self._unit_starts = []
+            self._sentences = {}
+        else:
+            self._unit_ts = [0]
+            self._unit_te = [self.title_end]
+            self._unit_sentences = [[(0, self.title_end, start, end)]]
+            self._unit_starts = [[0]]
+            self._sentences = {0: (self.title_end, "title", start, end)}
         text_tokens = folded.all_tokens()
         if tokens:
             tokens.append(SEP)
@@ -488,8 +493,3 @@ class Document:
         if self._vocab is None:
             self._vocab = sorted(self.index)
         return self._vocab
-
-
-def _strip_span(text: str) -> tuple[int, int]:
-    start = len(text) - len(text.lstrip())
-    return start, len(text.rstrip())
