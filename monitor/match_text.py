@@ -361,11 +361,6 @@ class Document:
             assert starts is not None
         return bisect_right(starts, token) - 1
 
-    def sentence_of(self, token: int) -> int:
-        """The sentence holding ``token``, named by its first token."""
-        unit = self.unit_of(token)
-        return self.unit_sentences(unit)[self.local_sentence(unit, token)][0]
-
     def sentence_holding(self, token: int) -> tuple[int, int, int]:
         """(first token, one past the last, unit) of the sentence holding ``token``."""
         if self._lines_pending:
@@ -378,12 +373,6 @@ class Document:
         assert starts is not None
         first, end, _, _ = found[bisect_right(starts, token) - 1]
         return first, end, unit
-
-    def sentence_range(self, sentence: int) -> tuple[int, int]:
-        return sentence, self._sentences[sentence][0]
-
-    def sentence_field(self, sentence: int) -> str:
-        return self._sentences[sentence][1]
 
     def all_sentences(self) -> list[tuple[int, int]]:
         """Every sentence's token range, splitting every unit (for tests and inspection)."""

@@ -58,7 +58,6 @@ _ASCII_SPLIT_TABLE = bytes(
     else 32
     for c in range(256)
 )
-_NON_ASCII_WORD = re.compile(r"[^\W\x00-\x7f]")  # a word character outside ASCII
 _IS_CJK = re.compile(f"[{_CJK}]")
 _JAMO = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\ud7b0-\ud7ff]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
