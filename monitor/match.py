@@ -14,10 +14,10 @@
    and whose whole boolean shape is met by the terms present (sentences, distances and
    fields aside; ``_Presence``). A query with no clause (``NOT x``) is evaluated on
    every article.
-3. Only candidates are evaluated, on the term positions the pass found. Evaluation first
-   asks yes/no (most candidates fail), and ``SENT(...)`` first intersects the lines, then
-   the sentences, holding each of its clauses as bitmasks; positions are collected only
-   for hits.
+3. Only candidates are evaluated, on the term positions the pass found: each node
+   returns the positions that satisfy it, or None, and an AND stops at its first child
+   that fails. ``SENT(...)`` first intersects the lines, then the sentences, holding each
+   of its clauses as bitmasks.
 
 The article is tokenized once, up front; everything else is lazy (see ``Document``): lines
 are found when a candidate needs them, and a line is split into sentences only when a
