@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.digest_fixture import load_fixture
+from monitor.digest_fixture import FIXTURE_DIR, fixture_clock, load_fixture
 from monitor.store import Store
+
+
+@pytest.fixture(autouse=True)
+def at_fixture_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the CLI at the fixture's moment: its hits are from one fixed day, and a first digest
+    looks back only a week, so on the real clock they would age out of every digest."""
+    data = json.loads((FIXTURE_DIR / "store.json").read_text("utf-8"))
+    offset = (fixture_clock(data) - datetime.now(UTC)).total_seconds()
+    monkeypatch.setenv("MONITOR_CLOCK_OFFSET", str(offset))
 
 
 def fixture_db(tmp_path: Path) -> Path:
