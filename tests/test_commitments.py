@@ -92,6 +92,129 @@ HARD_NEGATIVES = {
         "An international tribunal in The Hague ruled that China's claims lack legal basis, and "
         "that islands designed by Chinese engineers harmed coral reefs.",
     ),
+    "a trade-secret defendant arguing the secret was public is not the burden shift": (
+        "Suzhou court hears chip trade secret case",
+        "In a Suzhou trade secret case the defendant argued the circuit layout was publicly known "
+        "and said it had developed the design independently.",
+    ),
+    "a procedural order in a pending trade-secret case is not an injunction": (
+        "Suzhou court sets hearing in chip secrets case",
+        "The Suzhou court ordered both sides to exchange evidence in the pending trade secret case "
+        "and set a hearing for March.",
+    ),
+    "a company leaking its own client data is not officials leaking submitted secrets": (
+        "Shenzhen firm fined after staff leak customer records",
+        "A Shenzhen data broker was fined after employees leaked confidential information about "
+        "customers to a rival, China's market regulator said.",
+    ),
+    "platforms deleting malicious software or rumours are not IP takedowns": (
+        "Chinese app stores take down malicious apps",
+        "China's cyberspace regulator told platforms to take down malicious apps and remove "
+        "false rumours within 24 hours.",
+    ),
+    "tariffs raised as a penalty are not deterrent IP penalties": (
+        "US raises tariffs on Chinese goods over IP theft",
+        "Washington raised tariffs on Chinese goods as a penalty for intellectual property theft, "
+        "a move Beijing called unjustified.",
+    ),
+    "a bank's pledged patent listed as a quality criterion is not pledge-financing volume": (
+        "CNIPA explains what makes a patent valuable",
+        "Patents that have been pledged for loans, filed abroad or kept in force for ten years "
+        "count as valuable, CNIPA said in Beijing.",
+    ),
+    "a court's first-instance caseload is not the acceptance rate": (
+        "Beijing courts close more IP cases",
+        "Beijing courts concluded 60,000 first-instance intellectual property cases last year, and "
+        "the appeal court overturned 3 percent of rulings on appeal.",
+    ),
+    "the US Chamber's IP index is not the public satisfaction survey": (
+        "China rises in US Chamber IP index",
+        "China scored 50 points out of 100 for IP protection in the US Chamber's International "
+        "IP Index, a survey of 55 economies.",
+    ),
+    "a stock pledge is not an IP pledge": (
+        "上市公司股权质押融资规模下降",
+        "据统计，今年上半年上市公司股权质押融资金额同比下降两成，约为3000亿元。",
+    ),
+    "RCEP obligations reported from another member are not China's Phase One steps": (
+        "RCEP enters into force for Indonesia",
+        "Members commit to destroy seized counterfeits and refuse trademarks filed in bad faith. "
+        "Indonesia's IP office plans joint training with CNIPA.",
+    ),
+    "a postpartum haemorrhage study is not a patent prosecution highway": (
+        "Chinese hospitals cut deaths from PPH",
+        "Hospitals in China cut deaths from postpartum haemorrhage (PPH) by a third, CNIPA-funded "
+        "researchers said.",
+    ),
+}
+
+# Each new branch, in words no fixture uses: the reporting a journalist would write without the
+# commitment's own terms.
+HITS = {
+    "PO-1.5": (
+        "New rules on commercial secrets cases",
+        "Under the SPC rules on commercial secrets, once the owner shows it kept the data "
+        "confidential, the accused must prove the information was publicly known or obtained "
+        "lawfully, lawyers in Beijing said.",
+    ),
+    "PO-1.6": (
+        "Court stops ex-engineer from using recipe",
+        "A Hangzhou court ordered a former engineer to stop using the trade secrets while the case "
+        "is pending, two days after the owner applied.",
+    ),
+    "PO-1.9": (
+        "Officials who leak data submitted by applicants face penalties",
+        "China's new licensing rules forbid government bodies and outside experts from disclosing "
+        "confidential information that companies submit in applications.",
+    ),
+    "PO-1.11": (
+        "Generic maker wins early ruling",
+        "A Beijing court found that the generic drug does not fall within the scope of the listed "
+        "patent, clearing the way for NMPA approval.",
+    ),
+    "PO-1.12b": (
+        "Drug maker gets longer patent",
+        "CNIPA agreed to lengthen the patent term of the new drug by two years to make up for the "
+        "time spent in regulatory review before marketing approval in China.",
+    ),
+    "PO-1.13": (
+        "Seller wins damages over malicious takedown",
+        "A Shenzhen court said the brand abused the takedown process with a malicious complaint "
+        "against a rival seller on the e-commerce platform.",
+    ),
+    "PO-1.14": (
+        "Platforms may lose permits over fakes",
+        "China's regulator may revoke the operating permits of e-commerce platforms that keep "
+        "selling counterfeit goods.",
+    ),
+    "PO-1.27": (
+        "China toughens IP crime penalties",
+        "China's legislature raised the maximum prison term for selling counterfeit goods and "
+        "higher fines for copyright piracy.",
+    ),
+    "PO-ACTION-PLAN": (
+        "Beijing publishes IP to-do list",
+        "The national IP administration issued a promotion plan for strengthening IP protection "
+        "with 100 tasks. It followed the trade deal with Washington.",
+    ),
+    "CN-SATISFACTION": (
+        "Public rates China's IP protection at 81 points",
+        "A national survey of how companies rate intellectual property protection in China gave a "
+        "score of 81 out of 100.",
+    ),
+    "CN-PLEDGE-COURT": (
+        "专利质押融资创新高",
+        "今年前三季度，全国专利商标质押融资登记金额达到6000亿元。",
+    ),
+    "CN-INTL-BRI": (
+        "China and Uzbekistan sign deals",
+        "The leaders pledged to deepen cooperation under the Belt and Road Initiative. CNIPA and "
+        "Uzbekistan's IP agency signed a cooperation agreement on patent examination.",
+    ),
+    "CN-INTL-PROTECT": (
+        "China and Brazil launch patent fast track",
+        "CNIPA and Brazil's patent office will run a patent prosecution highway pilot from July.",
+    ),
 }
 
 
@@ -199,3 +322,36 @@ def test_bench_runs_and_beats_the_keyword_baseline():
     # A floor, not a target: it catches a query that stops matching or starts matching everything.
     assert result["f1"] >= 0.8
     assert result["f1"] > result["baseline"]["f1"]
+
+
+@pytest.mark.parametrize("commitment_id", sorted(HITS))
+def test_paraphrases_hit_their_commitment(matcher, commitment_id):
+    title, text = HITS[commitment_id]
+    assert commitment_id in hit_ids(matcher, title, text)
+
+
+# Neighbours: the story is about one commitment and shares the words of another.
+NEIGHBOURS = {
+    "a drug's extension by years is PO-1.12b, not slow-examination adjustment (PO-1.12a)": (
+        "Beijing drug maker wins longer patent for heart drug",
+        "CNIPA agreed to extend the term of the patent on the heart drug by 3 years to make up "
+        "for time lost in clinical trials before marketing approval in China.",
+        "PO-1.12b",
+        "PO-1.12a",
+    ),
+    "customs listed among agencies whose goods were destroyed is PO-1.20, not PO-1.21": (
+        "各地集中销毁侵权假冒商品",
+        "全国各地集中销毁了市场监管、海关、公安等部门没收的侵权假冒商品，共计300吨。"
+        "此前，执法部门在多地查获了一批假冒商品。",
+        "PO-1.20",
+        "PO-1.21",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEIGHBOURS))
+def test_neighbours_hit_only_their_own_commitment(matcher, case):
+    title, text, expected, not_expected = NEIGHBOURS[case]
+    hits = hit_ids(matcher, title, text)
+    assert expected in hits
+    assert not_expected not in hits
