@@ -136,14 +136,14 @@ class _Ctx:
         # term id -> its starts, once worked out (a presearch context shares them)
         self.known: dict[int, list[int]] = {}
         self._units: dict[int, int] = {}
-        self._clause_units: dict[tuple[int, ...], int] = {}
-        self._clause_sentences: dict[tuple[tuple[int, ...], int], int] = {}
+        self._clause_units: dict[frozenset[int], int] = {}
+        self._clause_sentences: dict[tuple[frozenset[int], int], int] = {}
 
     def starts(self, leaf_id: int) -> list[int]:
         """Sorted token indices where the term starts."""
         raise NotImplementedError
 
-    def present(self, clause: tuple[int, ...]) -> Iterable[int]:
+    def present(self, clause: frozenset[int]) -> Iterable[int]:
         """The terms of ``clause`` that may occur (all of them, unless known otherwise)."""
         return clause
 
@@ -158,7 +158,7 @@ class _Ctx:
             self._units[leaf_id] = mask
         return mask
 
-    def clause_units(self, clause: tuple[int, ...]) -> int:
+    def clause_units(self, clause: frozenset[int]) -> int:
         """The units holding any term of ``clause`` (many queries share alias clauses)."""
         mask = self._clause_units.get(clause)
         if mask is None:
@@ -168,7 +168,7 @@ class _Ctx:
             self._clause_units[clause] = mask
         return mask
 
-    def clause_sentences(self, clause: tuple[int, ...], unit: int) -> int:
+    def clause_sentences(self, clause: frozenset[int], unit: int) -> int:
         """The sentences of ``unit`` holding any term of ``clause`` (bit i = its sentence i)."""
         key = (clause, unit)
         mask = self._clause_sentences.get(key)
@@ -227,7 +227,7 @@ class _PresearchCtx(_Ctx):
             else:
                 pending[leaf_id] = found
 
-    def present(self, clause: tuple[int, ...]) -> Iterable[int]:
+    def present(self, clause: frozenset[int]) -> Iterable[int]:
         return self.raw.keys() & clause
 
     def starts(self, leaf_id: int) -> list[int]:
@@ -309,11 +309,6 @@ _Find = Callable[[_Ctx, int, int], "_Positions | None"]
 class _Eval:
     test: _Test
     find: _Find
-
-
-def _clause_keys(required: tuple[frozenset[int], ...]) -> tuple[tuple[int, ...], ...]:
-    """Required clauses as sorted tuples: the keys under which sentence masks are cached."""
-    return tuple(tuple(sorted(clause)) for clause in required)
 
 
 class _Presence:
@@ -502,7 +497,13 @@ class _Compiler:
             ordered = sorted(node.children, key=lambda c: self.cost(self.anchors(c)))
             return self._and([self.compile(c) for c in ordered])
         if isinstance(node, Or):
-            return self._or([self.compile(c) for c in node.children])
+            # The plain terms of an OR (an alias such as @CHINA has thirty) are one evaluator
+            # that visits only the terms the context holds, not a closure call per term.
+            words = [c for c in node.children if isinstance(c, Term) and c.field is None]
+            if len(words) < 2:
+                return self._or([self.compile(c) for c in node.children])
+            others = [self.compile(c) for c in node.children if c not in words]
+            return self._or([self._any_term(words), *others]) if others else self._any_term(words)
         if isinstance(node, Not):
             child = self.compile(node.child)
             return _Eval(
@@ -511,7 +512,7 @@ class _Compiler:
             )
         if isinstance(node, Near):
             return self._near(self.compile(node.left), self.compile(node.right), node.distance)
-        return self._sent(self.compile(node.child), _clause_keys(self.required(node.child)))
+        return self._sent(self.compile(node.child), self.required(node.child))
 
     def _term(self, term: Term) -> _Eval:
         leaf_id = self.leaf(term)
@@ -549,6 +550,38 @@ class _Compiler:
             return [(s, s + width) for s in found] if found else None
 
         return _Eval(term_test, term_find)
+
+    def _any_term(self, terms: list[Term]) -> _Eval:
+        """Any of several terms (no field): only those ``ctx.present`` names are looked at."""
+        clause = frozenset(self.leaf(term) for term in terms)
+        widths = {leaf_id: len(self.leaves[leaf_id][0]) for leaf_id in clause}
+
+        def any_test(ctx: _Ctx, lo: int, hi: int) -> bool:
+            known = ctx.known
+            for leaf_id in ctx.present(clause):
+                starts = known.get(leaf_id)
+                if starts is None:
+                    starts = ctx.starts(leaf_id)
+                if starts:
+                    index = bisect_left(starts, lo)
+                    if index < len(starts) and starts[index] < hi:
+                        return True
+            return False
+
+        def any_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
+            known = ctx.known
+            out: _Positions = []
+            for leaf_id in ctx.present(clause):
+                starts = known.get(leaf_id)
+                if starts is None:
+                    starts = ctx.starts(leaf_id)
+                if starts:
+                    width = widths[leaf_id]
+                    for start in starts[bisect_left(starts, lo) : bisect_left(starts, hi)]:
+                        out.append((start, start + width))
+            return out or None
+
+        return _Eval(any_test, any_find)
 
     @staticmethod
     def _and(children: list[_Eval]) -> _Eval:
@@ -632,7 +665,7 @@ class _Compiler:
         )
 
     @staticmethod
-    def _sent(child: _Eval, clauses: tuple[tuple[int, ...], ...]) -> _Eval:
+    def _sent(child: _Eval, clauses: tuple[frozenset[int], ...]) -> _Eval:
         def sentences(ctx: _Ctx, lo: int, hi: int) -> list[tuple[int, int]]:
             """Token ranges of the sentences in [lo, hi) that meet every required clause.
 
@@ -698,7 +731,7 @@ def _hit(
     commitment_id: str,
     version: str,
     root: _Eval,
-    clauses: tuple[tuple[int, ...], ...],
+    clauses: tuple[frozenset[int], ...],
     ctx: _Ctx,
     positions: _Positions,
 ) -> Hit:
@@ -826,7 +859,7 @@ class Query:
         if not self._eval.test(ctx, 0, doc.n_tokens):
             return None
         found = self._eval.find(ctx, 0, doc.n_tokens) or []
-        clauses = _clause_keys(self._compiler.required(self.root))
+        clauses = self._compiler.required(self.root)
         return _hit(self.commitment_id or "", self.version, self._eval, clauses, ctx, found)
 
     def __str__(self) -> str:
@@ -854,7 +887,6 @@ class _Commitment:
     exclude: _Eval | None
     min_score: float
     required: tuple[frozenset[int], ...]
-    clauses: tuple[tuple[int, ...], ...]  # the same, as keys of the per-line masks
     presence: _Presence | None  # the query on term presence alone (None: no constraint)
 
 
@@ -982,7 +1014,7 @@ class Matcher:
         if commitment.exclude is not None and commitment.exclude.test(ctx, 0, everything):
             return None
         hit = _hit(
-            commitment.id, commitment.version, commitment.evaluate, commitment.clauses, ctx, found
+            commitment.id, commitment.version, commitment.evaluate, commitment.required, ctx, found
         )
         return hit if hit.score >= commitment.min_score else None
 
@@ -1036,7 +1068,6 @@ def _compile_matcher(commitments: Sequence[Any], aliases: Mapping[str, str]) -> 
                 exclude_eval,
                 float(getattr(commitment, "min_score", 1.0)),
                 required,
-                _clause_keys(required),
                 compiler.presence(parsed.root),
             )
         )
