@@ -36,6 +36,11 @@ developing countries improve their IP capability.
 """
 
 HARD_NEGATIVES = {
+    "a company's patent royalties are not the national royalty trade": (
+        "Chipmaker's licensing income rises",
+        "The US chipmaker said royalties from Chinese handset makers for its patents rose to 5 "
+        "billion dollars in the quarter as exports of phones recovered.",
+    ),
     "US trade-secret verdict, no China": (
         "Jury awards $120 million in trade secret case",
         "A federal jury found that a Minnesota company misappropriated trade secrets of a "
@@ -215,6 +220,37 @@ HITS = {
         "China and Brazil launch patent fast track",
         "CNIPA and Brazil's patent office will run a patent prosecution highway pilot from July.",
     ),
+    "PO-1.5 (the shift's sentence says 'the information'; the trade secret is named elsewhere)": (
+        "SPC rules on trade secrets take effect",
+        "The court's provisions on trade secrets take effect on Friday. Once the owner shows it "
+        "guarded the information, the defendant must prove it was in the public domain or was "
+        "developed on its own, lawyers in Beijing said.",
+    ),
+    "PO-1.7-8 (the loss threshold told as 'large losses' in the criminal code)": (
+        "USTR notes criminal reforms",
+        "The report said China's criminal code no longer requires proof of large losses before "
+        "police can open a case on trade secret theft.",
+    ),
+    "PO-1.11 (the early-resolution mechanism told in other words)": (
+        "Drug patent mechanism starts",
+        "A mechanism for resolving patent disputes before generic drugs are approved took effect "
+        "in China in July.",
+    ),
+    "CN-ROYALTY-350": (
+        "China's IP fee bill rises",
+        "Money paid and received across China's borders for the use of patents and trademarks "
+        "reached 380 billion yuan last year.",
+    ),
+    "CN-PLEDGE-COURT (the acceptance rate told as a percentage)": (
+        "Fewer appeals in IP cases",
+        "In 92 percent of first-instance IP civil cases the parties accepted the judgment, the "
+        "Supreme People's Court said.",
+    ),
+    "WIPO-HAGUE-CN": (
+        "China joins design treaty",
+        "China's accession to the Hague Agreement on industrial designs took effect on May 5, "
+        "letting applicants protect designs in many countries with one filing.",
+    ),
 }
 
 
@@ -324,9 +360,10 @@ def test_bench_runs_and_beats_the_keyword_baseline():
     assert result["f1"] > result["baseline"]["f1"]
 
 
-@pytest.mark.parametrize("commitment_id", sorted(HITS))
-def test_paraphrases_hit_their_commitment(matcher, commitment_id):
-    title, text = HITS[commitment_id]
+@pytest.mark.parametrize("case", sorted(HITS))
+def test_paraphrases_hit_their_commitment(matcher, case):
+    title, text = HITS[case]
+    commitment_id = case.split(" ", 1)[0]  # "ID" or "ID (what the case shows)"
     assert commitment_id in hit_ids(matcher, title, text)
 
 
@@ -338,6 +375,13 @@ NEIGHBOURS = {
         "for time lost in clinical trials before marketing approval in China.",
         "PO-1.12b",
         "PO-1.12a",
+    ),
+    "Chinese filings under the Hague System are CN-PCT-GLOBAL-SERVICES, not the accession": (
+        "China keeps top spot in international patent filings",
+        "China remained the largest filer under WIPO's Patent Cooperation Treaty in 2025. For "
+        "designs, filings from China under the Hague System continued to grow.",
+        "CN-PCT-GLOBAL-SERVICES",
+        "WIPO-HAGUE-CN",
     ),
     "customs listed among agencies whose goods were destroyed is PO-1.20, not PO-1.21": (
         "各地集中销毁侵权假冒商品",
