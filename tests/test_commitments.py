@@ -36,6 +36,15 @@ developing countries improve their IP capability.
 """
 
 HARD_NEGATIVES = {
+    "EU customs seizing fakes from China is not Chinese border enforcement": (
+        "EU customs detain record number of fakes",
+        "Customs officers at the European Union's borders detained 150 million counterfeit "
+        "items last year. China remained the main source of the detained goods.",
+    ),
+    "知识产权强国 as a slogan is not the 2035 Outline": (
+        "知识产权强国建设试点示范工作推进会召开",
+        "国家知识产权局召开知识产权强国建设试点示范工作推进会，部署下一阶段工作。",
+    ),
     "a company's patent royalties are not the national royalty trade": (
         "Chipmaker's licensing income rises",
         "The US chipmaker said royalties from Chinese handset makers for its patents rose to 5 "
@@ -246,6 +255,33 @@ HITS = {
         "In 92 percent of first-instance IP civil cases the parties accepted the judgment, the "
         "Supreme People's Court said.",
     ),
+    "PO-1.5 (the burden sentence names the law, not the secret)": (
+        "Shanghai court rules in trade secret case",
+        "In the Shanghai case, the court applied the burden-shifting rule of Article 32 AUCL.",
+    ),
+    "PO-1.15-17 (the generic-name sentence says only 'names')": (
+        "US cheesemakers may object to EU list",
+        "China published 175 EU geographical indications for objection. Under the Phase One "
+        "deal, names that American companies use as generic terms stay free for everyone.",
+    ),
+    "PO-1.20 (infringing goods, 侵权货物, rather than fakes)": (
+        "海关集中销毁侵权货物",
+        "前三季度，全国海关共销毁侵权货物2100余万件。",
+    ),
+    "PO-1.26 (the administrative side named by its agency)": (
+        "More IP cases handed to police",
+        "The market regulator in Zhejiang transferred 286 suspected criminal trademark cases to "
+        "the police in the first half.",
+    ),
+    "PO-1.28 (court statistics on enforcement, in Chinese)": (
+        "最高法发布知识产权司法保护状况",
+        "2024年，全国法院执结知识产权案件4.9万件，执行到位金额41.7亿元。",
+    ),
+    "CN-OVERSEAS-PAT-90K": (
+        "Chinese patents abroad surge",
+        "Chinese applicants were granted about 104,000 invention patents in foreign "
+        "jurisdictions last year.",
+    ),
     "WIPO-HAGUE-CN": (
         "China joins design treaty",
         "China's accession to the Hague Agreement on industrial designs took effect on May 5, "
@@ -382,6 +418,12 @@ NEIGHBOURS = {
         "designs, filings from China under the Hague System continued to grow.",
         "CN-PCT-GLOBAL-SERVICES",
         "WIPO-HAGUE-CN",
+    ),
+    "a high pledge amount as one mark of a valuable patent is CN-HVP-12, not pledge volume": (
+        "什么是高价值发明专利",
+        "高价值发明专利包括在海外有同族专利、获得较高质押融资金额的有效发明专利。",
+        "CN-HVP-12",
+        "CN-PLEDGE-COURT",
     ),
     "customs listed among agencies whose goods were destroyed is PO-1.20, not PO-1.21": (
         "各地集中销毁侵权假冒商品",
