@@ -7,7 +7,13 @@ shared dedup-dev set). Commitments are the real ones from ``--commitments`` foll
 variants generated from them: each variant keeps a real query's structure (operators,
 SENT, NEAR, fields, @aliases) and swaps most of its words and phrases for other terms of
 the same kind (word, phrase, prefix, Chinese term) drawn from all the real queries, so
-the variants are as specific as real queries but are not copies.
+the variants are as specific as real queries but are not copies. "As specific" is
+measured on the articles themselves (``--variants frequency``, the default): a term is
+swapped only for one found in about as many of them (the same power-of-two bucket of
+document frequency), so a rare name ("Longteng") is not replaced by a common word
+("amount") that would make its variant match every article. ``--variants kind`` is the
+earlier generator (any term of the same kind), kept to compare with older figures: how
+many hits it makes depends on which common words the real queries happen to contain.
 
 For every size it measures, in the same run and on the same articles:
 
@@ -41,8 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitor.errors import QuerySyntaxError  # noqa: E402
-from monitor.match import Matcher, compile_matcher, compile_query  # noqa: E402
+from monitor.match import Matcher, compile_matcher, compile_query, lookup_term  # noqa: E402
 from monitor.match_text import Document  # noqa: E402
+from monitor.query import Term, parse_query  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "dedup-dev" / "articles.jsonl"
 DEFAULT_COMMITMENTS = ROOT / "config" / "commitments.toml"
@@ -107,27 +114,80 @@ def _kind(piece: str) -> str:
     return "word" if piece.isascii() else "cjk"
 
 
-def vary(query: str, rng: random.Random, pools: dict[str, list[str]]) -> str:
-    """The same query shape with most terms swapped for real terms of the same kind."""
+def document_frequencies(
+    pools: dict[str, list[str]], articles: Sequence[tuple[str, str]]
+) -> dict[str, int]:
+    """In how many of ``articles`` each pooled term occurs (as the matcher finds terms)."""
+    documents = [Document(title, text) for title, text in articles]
+    found: dict[str, int] = {}
+    for terms in pools.values():
+        for piece in terms:
+            try:
+                root = parse_query(piece).root
+            except QuerySyntaxError:
+                continue
+            if isinstance(root, Term):
+                found[piece] = sum(
+                    1 for doc in documents if lookup_term(doc, root.tokens, root.prefix)
+                )
+    return found
+
+
+def replacement_pools(
+    pools: dict[str, list[str]], frequencies: dict[str, int] | None
+) -> dict[str, list[str]]:
+    """For each pooled term, the terms it may be swapped for.
+
+    Without ``frequencies``: every term of its kind. With them: the terms of its kind in
+    the same power-of-two bucket of document frequency; a term of unknown frequency is
+    not swapped.
+    """
+    if frequencies is None:
+        return {term: terms for terms in pools.values() for term in terms}
+    buckets: dict[tuple[str, int], list[str]] = {}
+    for kind, terms in pools.items():
+        for term in terms:
+            if term in frequencies:
+                buckets.setdefault((kind, frequencies[term].bit_length()), []).append(term)
+    return {
+        term: buckets[(kind, frequencies[term].bit_length())]
+        for kind, terms in pools.items()
+        for term in terms
+        if term in frequencies
+    }
+
+
+def vary(query: str, rng: random.Random, replacements: dict[str, list[str]]) -> str:
+    """The same query shape with most terms swapped (see ``replacement_pools``)."""
     out = []
     for piece in _PIECES.findall(query):
-        pool = None if _KEEP.match(piece) else pools[_kind(piece)]
+        pool = None if _KEEP.match(piece) else replacements.get(piece)
         out.append(rng.choice(pool) if pool and rng.random() < 0.75 else piece)
     return "".join(out)
 
 
 def generate(
-    real: list[BenchCommitment], aliases: dict[str, str], size: int, seed: int = 7
+    real: list[BenchCommitment],
+    aliases: dict[str, str],
+    size: int,
+    seed: int = 7,
+    articles: Sequence[tuple[str, str]] | None = None,
 ) -> list[BenchCommitment]:
-    """The real commitments, then varied copies of them, ``size`` in all."""
+    """The real commitments, then varied copies of them, ``size`` in all.
+
+    With ``articles``, terms are swapped only for terms about as frequent in them (the
+    default of the bench); without, for any term of the same kind (the earlier generator).
+    """
     rng = random.Random(seed)
     pools = term_pools(real)
+    frequencies = document_frequencies(pools, articles) if articles is not None else None
+    replacements = replacement_pools(pools, frequencies)
     out = list(real[:size])
     number = 0
     while len(out) < size:
         base = real[number % len(real)]
         number += 1
-        query = vary(base.query, rng, pools)
+        query = vary(base.query, rng, replacements)
         try:
             compile_query(query, aliases)
         except QuerySyntaxError:
@@ -178,6 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--articles", type=int, default=None, help="use only the first N")
     parser.add_argument("--repeat", type=int, default=5, help="best of N presearch timings")
     parser.add_argument("--naive-repeat", type=int, default=2, help="best of N naive timings")
+    parser.add_argument(
+        "--variants",
+        choices=["frequency", "kind"],
+        default="frequency",
+        help="swap terms for terms about as frequent in the articles (default), or of the same "
+        "kind only (the earlier generator)",
+    )
     args = parser.parse_args(argv)
 
     articles = load_articles(args.data, args.articles)
@@ -195,7 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast: dict[str, float] = {}
     naive: dict[str, float] = {}
     for size in sizes:
-        commitments = generate(real, aliases, size)
+        commitments = generate(
+            real, aliases, size, articles=articles if args.variants == "frequency" else None
+        )
         start = time.process_time()
         matcher = compile_matcher(commitments, aliases)
         compile_s = time.process_time() - start

@@ -13,7 +13,8 @@ not counted: the child process waits, uninstrumented, until the parent switches 
 on with ``callgrind_control``. It needs valgrind (``apt install valgrind``); a pass of the
 naive loop at 1,000 commitments takes about two minutes under it.
 
-Articles and commitments are those of ``bench/match.py`` (same generator, same seed).
+Articles and commitments are those of ``bench/match.py`` (same generator, same seed,
+same ``--variants``).
 The last line of output is one JSON object.
 """
 
@@ -48,7 +49,10 @@ def child(args: argparse.Namespace, flag: str) -> None:
 
     articles = bench_match.load_articles(args.data, args.articles)
     real, aliases = bench_match.load_commitments(args.commitments)
-    matcher = compile_matcher(bench_match.generate(real, aliases, args.size), aliases)
+    variants_from = articles if args.variants == "frequency" else None
+    matcher = compile_matcher(
+        bench_match.generate(real, aliases, args.size, articles=variants_from), aliases
+    )
     run = matcher.match if args.loop == "presearch" else matcher.match_without_presearch
     for title, text in articles:  # first-use caches (folding tables) filled outside the count
         run(title, text)
@@ -115,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1000, help="commitments (real + generated)")
     parser.add_argument("--articles", type=int, default=None, help="use only the first N")
     parser.add_argument("--loop", choices=["presearch", "naive", "both"], default="both")
+    parser.add_argument(
+        "--variants", choices=["frequency", "kind"], default="frequency", help="as bench/match.py"
+    )
     args = parser.parse_args(argv)
     flag = os.environ.get(CHILD)
     if flag:

@@ -1,0 +1,65 @@
+"""bench/match.py's commitment generator: variants as specific as the real queries."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import match as bench  # type: ignore[import-not-found]  # noqa: E402
+
+from monitor.match import compile_query  # noqa: E402
+
+ARTICLES = [
+    ("Customs seize fakes", "China customs seized fakes at the port. Trade rose."),
+    ("Trade figures", "China trade rose in May, the customs office said."),
+    ("Weather", "Rain in the north; trade fairs postponed."),
+]
+REAL = [
+    bench.BenchCommitment("A", 'SENT(customs AND seiz*) AND Longteng AND "port authority"'),
+    bench.BenchCommitment("B", 'trade AND (rain OR Zhuhai) AND "customs office"'),
+]
+
+
+def test_frequencies_count_articles_holding_each_term() -> None:
+    pools = bench.term_pools(REAL)
+    frequencies = bench.document_frequencies(pools, ARTICLES)
+    assert frequencies["trade"] == 3
+    assert frequencies["customs"] == 2
+    assert frequencies["seiz*"] == 1
+    assert frequencies["Longteng"] == 0 and frequencies["Zhuhai"] == 0
+    assert frequencies['"customs office"'] == 1 and frequencies['"port authority"'] == 0
+
+
+def test_a_term_is_swapped_only_for_one_of_its_kind_about_as_frequent() -> None:
+    pools = bench.term_pools(REAL)
+    frequencies = bench.document_frequencies(pools, ARTICLES)
+    replacements = bench.replacement_pools(pools, frequencies)
+    # A word no article holds is never swapped for one most articles hold.
+    assert set(replacements["Longteng"]) == {"Longteng", "Zhuhai"}
+    assert "trade" not in replacements["Longteng"]
+    assert set(replacements["trade"]) == {"trade", "customs"}  # 3 and 2 articles: one bucket
+    assert replacements["rain"] == ["rain"]  # the only word in one article
+    # Without frequencies (the earlier generator) any word of the kind will do.
+    assert "trade" in bench.replacement_pools(pools, None)["Longteng"]
+
+
+def test_variants_keep_the_shape_and_compile() -> None:
+    variants = bench.generate(REAL, {}, 12, articles=ARTICLES)
+    assert [c.id for c in variants[:2]] == ["A", "B"] and len(variants) == 12
+    for variant in variants:
+        compile_query(variant.query)
+        assert variant.query.count("AND") == next(
+            r for r in REAL if variant.id.startswith(r.id)
+        ).query.count("AND")
+
+
+def test_vary_swaps_from_the_replacement_pool() -> None:
+    replacements = {"Longteng": ["Zhuhai"], "trade": ["trade"]}
+    varied = {
+        bench.vary("Longteng AND trade", random.Random(seed), replacements) for seed in range(20)
+    }
+    assert varied <= {"Longteng AND trade", "Zhuhai AND trade"} and "Zhuhai AND trade" in varied
