@@ -197,6 +197,7 @@ class Document:
         "_index",
         "_line_starts",
         "_lines_pending",
+        "_marked",
         "_sentences",
         "_title_folded",
         "_title_span",
@@ -263,6 +264,9 @@ class Document:
         self._index: dict[str, list[int]] | None = None
         self._vocab: list[str] | None = None
         self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
+        # (first, end) of marked tokens -> their characters: an article that matches many
+        # commitments cites the same sentences and terms in hit after hit
+        self._marked: dict[tuple[int, int], tuple[int, int] | None] = {}
 
     def _add_lines(self) -> None:
         """Make a unit of each line of the text, at the separators its tokens hold."""
@@ -389,6 +393,13 @@ class Document:
         its text (``FoldedText.token_start``) rather than by finding every token's span;
         ``token_spans`` is the fallback. None if folding changed the sentence's tokens.
         """
+        key = (first, end)
+        if key in self._marked:
+            return self._marked[key]
+        found = self._marked[key] = self._marked_span(sentence, first, end)
+        return found
+
+    def _marked_span(self, sentence: int, first: int, end: int) -> tuple[int, int] | None:
         _, field, start, stop = self._sentences[sentence]
         folded = self._field_folded(field)
         tokens = self.tokens
