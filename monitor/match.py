@@ -187,11 +187,13 @@ class _Ctx:
 class _PresearchCtx(_Ctx):
     """Term positions from one Aho-Corasick pass over the document's token stream."""
 
-    __slots__ = ("pending", "raw", "widths")
+    __slots__ = ("_present", "pending", "raw", "widths")
 
     def __init__(self, doc: Document, automaton: Any, widths: list[int]) -> None:
         super().__init__(doc)
         self.widths = widths
+        # clause -> its terms present: aliases (@CHINA, @IP) recur in most candidates
+        self._present: dict[frozenset[int], tuple[int, ...]] = {}
         raw: dict[int, list[int]] = defaultdict(list)
         if automaton is not None:
             # ``joined`` is " t0 t1 ... ": a key whose last character is at e (inside its
@@ -228,7 +230,10 @@ class _PresearchCtx(_Ctx):
                 pending[leaf_id] = found
 
     def present(self, clause: frozenset[int]) -> Iterable[int]:
-        return self.raw.keys() & clause
+        found = self._present.get(clause)
+        if found is None:
+            found = self._present[clause] = tuple(self.raw.keys() & clause)
+        return found
 
     def starts(self, leaf_id: int) -> list[int]:
         known = self.known.get(leaf_id)
