@@ -15,11 +15,12 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from monitor import clock
-from monitor.config import Config, DigestConfig
+from monitor.config import Config, DigestConfig, MaintenanceConfig
 from monitor.digest import build_digest
 from monitor.errors import LockHeldError
 from monitor.lock import StoreLock, current_holder
@@ -181,7 +182,26 @@ def test_a_digest_deferred_while_smtp_is_down_is_delivered_by_a_later_tick(
 # -- the APScheduler side ------------------------------------------------------------------------
 
 
-def test_jobs_never_drop_a_late_run_and_never_pile_up(daemon: Daemon) -> None:
+@pytest.fixture
+def far_maintenance_daemon(hourly_config: Config) -> Iterator[Daemon]:
+    """The daemon with its maintenance cron twelve hours from now.
+
+    APScheduler coalesces a late job to its latest due fire time: with the default 03:30,
+    a job made two hours late between 03:30 and 05:30 reported the 03:30 run instead.
+    """
+    zone = ZoneInfo(hourly_config.general.timezone)
+    hour = (datetime.now(zone) + timedelta(hours=12)).hour
+    config = hourly_config.with_overrides(
+        maintenance=MaintenanceConfig(schedule=f"30 {hour} * * *")
+    )
+    handle = Daemon(config, tick_seconds=1)
+    yield handle
+    handle.store.close()
+
+
+def test_jobs_never_drop_a_late_run_and_never_pile_up(far_maintenance_daemon: Daemon) -> None:
+    daemon = far_maintenance_daemon
+
     async def scenario() -> dict[str, object]:
         serving = asyncio.create_task(daemon.serve())
         while daemon.scheduler is None or not daemon.scheduler.running:
