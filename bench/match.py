@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/match.py [--data ARTICLES.jsonl] [--commitments commitments.toml]
 
-Articles are the real texts of ``--data`` (JSONL with ``title`` and ``text``; default the
-shared dedup-dev set). Commitments are the real ones from ``--commitments`` followed by
-variants generated from them: each variant keeps a real query's structure (operators,
-SENT, NEAR, fields, @aliases) and swaps most of its words and phrases for other terms of
+Articles are the real texts of ``--data`` (JSONL with ``title`` and ``text``, or a directory
+of such JSON files; default the shared dedup-dev set, general news where few articles
+match). Commitments are the real ones from ``--commitments`` followed by variants
+generated from them: each variant keeps a real query's structure (operators, SENT, NEAR,
+fields, @aliases) and swaps most of its words and phrases for other terms of
 the same kind (word, phrase, prefix, Chinese term) drawn from all the real queries, so
 the variants are as specific as real queries but are not copies. "As specific" is
 measured on the articles themselves (``--variants frequency``, the default): a term is
@@ -72,12 +73,14 @@ class BenchCommitment:
 
 
 def load_articles(path: Path, limit: int | None) -> list[tuple[str, str]]:
-    articles = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                articles.append((row.get("title") or "", row.get("text") or ""))
+    """(title, text) of a JSONL file, or of a directory of article JSON files (the layout of
+    fixtures/match_quality/articles: IP-dense news, where most articles match something)."""
+    if path.is_dir():
+        rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(path.glob("*.json"))]
+    else:
+        with path.open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+    articles = [(row.get("title") or "", row.get("text") or "") for row in rows]
     return articles[:limit] if limit else articles
 
 
@@ -232,7 +235,9 @@ def check_same(matcher: Matcher, articles: list[tuple[str, str]]) -> tuple[int, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="articles JSONL")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="articles JSONL, or a directory of .json"
+    )
     parser.add_argument("--commitments", type=Path, default=DEFAULT_COMMITMENTS)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--articles", type=int, default=None, help="use only the first N")

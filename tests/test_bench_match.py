@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from pathlib import Path
@@ -63,3 +64,15 @@ def test_vary_swaps_from_the_replacement_pool() -> None:
         bench.vary("Longteng AND trade", random.Random(seed), replacements) for seed in range(20)
     }
     assert varied <= {"Longteng AND trade", "Zhuhai AND trade"} and "Zhuhai AND trade" in varied
+
+
+def test_articles_load_from_jsonl_or_a_directory_of_json_files(tmp_path: Path) -> None:
+    rows = [{"title": "A", "text": "one"}, {"title": "B", "text": "two", "url": "u"}]
+    (tmp_path / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for number, row in enumerate(rows):
+        (folder / f"{number}.json").write_text(json.dumps(row))
+    expected = [("A", "one"), ("B", "two")]
+    assert bench.load_articles(tmp_path / "set.jsonl", None) == expected
+    assert bench.load_articles(folder, None) == expected
