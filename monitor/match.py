@@ -504,11 +504,17 @@ class _Compiler:
         if isinstance(node, Or):
             # The plain terms of an OR (an alias such as @CHINA has thirty) are one evaluator
             # that visits only the terms the context holds, not a closure call per term.
-            words = [c for c in node.children if isinstance(c, Term) and c.field is None]
+            words: list[Term] = []
+            others: list[Node] = []
+            for option in node.children:
+                if isinstance(option, Term) and option.field is None:
+                    words.append(option)
+                else:
+                    others.append(option)
             if len(words) < 2:
                 return self._or([self.compile(c) for c in node.children])
-            others = [self.compile(c) for c in node.children if c not in words]
-            return self._or([self._any_term(words), *others]) if others else self._any_term(words)
+            rest = [self.compile(c) for c in others]
+            return self._or([self._any_term(words), *rest]) if rest else self._any_term(words)
         if isinstance(node, Not):
             child = self.compile(node.child)
             return _Eval(
