@@ -129,6 +129,7 @@ class _Ctx:
     __slots__ = (
         "_clause_sentences",
         "_clause_units",
+        "_clauses_units",
         "_evidence",
         "_units",
         "doc",
@@ -145,18 +146,20 @@ class _Ctx:
         self.known: dict[int, list[int]] = {}
         self._units: dict[int, int] = {}
         self._clause_units: dict[frozenset[int], int] = {}
+        self._clauses_units: dict[tuple[frozenset[int], ...], int] = {}
         self._clause_sentences: dict[tuple[frozenset[int], int], int] = {}
         # (sentence, its marks) -> its Evidence: an article that matches many commitments
         # cites the same sentence with the same terms in most of its hits (7 in 10 here)
-        self._evidence: dict[tuple[int, frozenset[tuple[int, int]]], Evidence] = {}
+        self._evidence: dict[tuple[int, tuple[tuple[int, int], ...]], Evidence] = {}
 
     def starts(self, leaf_id: int) -> list[int]:
         """Sorted token indices where the term starts."""
         raise NotImplementedError
 
-    def evidence(self, sentence: int, marks: set[tuple[int, int]]) -> Evidence:
-        """The sentence with its marked terms, made once per article for the same marks."""
-        key = (sentence, frozenset(marks))
+    def evidence(self, sentence: int, marks: tuple[tuple[int, int], ...]) -> Evidence:
+        """The sentence with its marked terms (sorted), made once per article for the same
+        marks."""
+        key = (sentence, marks)
         found = self._evidence.get(key)
         if found is None:
             found = self._evidence[key] = _evidence(self.doc, sentence, marks)
@@ -185,6 +188,19 @@ class _Ctx:
             for leaf_id in self.present(clause):
                 mask |= self.unit_mask(leaf_id)
             self._clause_units[clause] = mask
+        return mask
+
+    def clauses_units(self, clauses: tuple[frozenset[int], ...]) -> int:
+        """The units holding a term of every one of ``clauses``: where a query (or a SENT)
+        with these required clauses can be met. A hit asks it once for all its sentences."""
+        mask = self._clauses_units.get(clauses)
+        if mask is None:
+            mask = -1
+            for clause in clauses:
+                mask &= self.clause_units(clause)
+                if not mask:
+                    break
+            self._clauses_units[clauses] = mask
         return mask
 
     def clause_sentences(self, clause: frozenset[int], unit: int) -> int:
@@ -709,13 +725,12 @@ class _Compiler:
             if within is not None and within[0] <= lo and hi <= within[1]:
                 return [(lo, hi)]
             doc = ctx.doc
-            if lo == 0 and hi >= doc.n_tokens:
-                units = -1  # every unit: the usual case, no lookups
-            else:
+            units = ctx.clauses_units(clauses)
+            if not units:
+                return []
+            if lo > 0 or hi < doc.n_tokens:
                 first, last = doc.unit_of(lo), doc.unit_of(hi - 1)
-                units = ((1 << (last + 1)) - 1) >> first << first
-            for clause in clauses:
-                units &= ctx.clause_units(clause)
+                units &= ((1 << (last + 1)) - 1) >> first << first
                 if not units:
                     return []
             if units < 0:
@@ -771,46 +786,42 @@ def _hit(
     holds some of its terms; the score rewards a title that matches and several such
     sentences (see docs/query-language.md, "Scoring"). A sentence whose line lacks a term
     of one of the query's required ``clauses`` cannot: it is not evaluated (the lines
-    holding each clause are usually known already from evaluating the query).
+    holding each clause are usually known already from evaluating the query). Every
+    sentence's marks are the matched ``positions`` it holds: those of a sentence that
+    satisfies the query alone are a superset of the ones it needs on its own, and testing
+    it (rather than finding its positions again) is most of the cost of a hit saved.
     """
     doc = ctx.doc
     tokens = doc.tokens
     title_end = doc.title_end  # the title's sentence is tokens [0, title_end)
-    # sentence (its first token) -> (one past its last token, its unit, its marks)
-    by_sentence: dict[int, tuple[int, int, set[tuple[int, int]]]] = {}
-    first = end = -1
-    marks: set[tuple[int, int]] = set()
-    for position in sorted(positions):  # in order, the sentence found last often holds it
-        if not first <= position[0] < end:
-            first, end, unit = doc.sentence_holding(position[0])
-            known = by_sentence.get(first)
-            if known is None:
-                known = by_sentence[first] = (end, unit, set())
-            marks = known[2]
-        marks.add(position)
+    ordered = sorted(set(positions))
     ranked = []
     title_satisfies = title_has_terms = False
     satisfying_text = 0
-    for sentence, (end, unit, marks) in by_sentence.items():
+    possible = ctx.clauses_units(clauses)  # the units where the query can be met alone
+    within = 0
+    while within < len(ordered):
+        # a sentence's marks are a run of the sorted positions: those before its end
+        sentence, end, unit = doc.sentence_holding(ordered[within][0])
+        after = bisect_left(ordered, (end,), within + 1)
+        marks = tuple(ordered[within:after])
+        within = after
         alone = False
-        for clause in clauses:
-            if not ctx.clause_units(clause) >> unit & 1:
-                break
-        else:
+        if possible >> unit & 1:
             ctx.within = (sentence, end)
-            found = root.find(ctx, sentence, end)  # None exactly when the test fails
+            alone = root.test(ctx, sentence, end)
             ctx.within = None
-            if found is not None:
-                alone = True
-                if found:
-                    marks = set(found)
         in_title = sentence < title_end
         if in_title:
             title_has_terms = True
             title_satisfies = alone
         elif alone:
             satisfying_text += 1
-        distinct = len({tuple(tokens[s:e]) for s, e in marks})
+        distinct = (
+            len({tokens[s] if e - s == 1 else tuple(tokens[s:e]) for s, e in marks})
+            if len(marks) > 1
+            else 1
+        )
         ranked.append(((alone, distinct, in_title, -sentence), sentence, marks))
     ranked.sort(reverse=True)
     evidence = tuple(ctx.evidence(sentence, marks) for _, sentence, marks in ranked[:MAX_EVIDENCE])
