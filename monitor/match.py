@@ -185,8 +185,10 @@ class _Ctx:
         mask = self._clause_units.get(clause)
         if mask is None:
             mask = 0
+            units = self._units
             for leaf_id in self.present(clause):
-                mask |= self.unit_mask(leaf_id)
+                found = units.get(leaf_id)
+                mask |= self.unit_mask(leaf_id) if found is None else found
             self._clause_units[clause] = mask
         return mask
 
@@ -755,8 +757,13 @@ class _Compiler:
                         ranges.append((start, end))
             return ranges
 
+        test = child.test
+
         def sent_test(ctx: _Ctx, lo: int, hi: int) -> bool:
-            return any(child.test(ctx, start, end) for start, end in sentences(ctx, lo, hi))
+            for start, end in sentences(ctx, lo, hi):  # noqa: SIM110 (no generator per call)
+                if test(ctx, start, end):
+                    return True
+            return False
 
         def sent_find(ctx: _Ctx, lo: int, hi: int) -> _Positions | None:
             out: _Positions | None = None

@@ -253,6 +253,16 @@ def test_sentences_that_satisfy_the_query_alone_come_first() -> None:
     assert len(found.evidence) == 3
 
 
+def test_a_sentence_marks_every_term_the_article_matched_in_it() -> None:
+    # The first sentence satisfies the query through "treaty" alone; "patent" matched
+    # too (with "court" in the second sentence), so it is marked there as well.
+    found = hit("(patent AND court) OR treaty", "The patent treaty was signed. A court ruled.")
+    assert found is not None
+    assert found.evidence[0].text == "The patent treaty was signed."
+    assert marked(found.evidence[0]) == ["patent", "treaty"]
+    assert marked(found.evidence[1]) == ["court"]
+
+
 def test_evidence_is_capped_at_five() -> None:
     found = hit("ip", " ".join(f"IP point {n}." for n in range(12)))
     assert found is not None
