@@ -356,31 +356,46 @@ class _Eval:
 class _Presence:
     """A query's boolean shape over the terms present, tested on a bitmask of term ids.
 
-    ``any_of``: met if one bit of ``single`` is set or one of ``others`` is met.
-    Otherwise: met if every bit of ``every`` is set and every one of ``others`` is met.
-    (A lone term is ``single`` = its bit.)
+    ``any_of``: met if one bit of ``single`` is set, all bits of one of ``some`` or one of
+    ``others`` is met. Otherwise: met if every bit of ``every`` is set, some bit of each of
+    ``some`` and every one of ``others`` is met. (A lone term is ``single`` = its bit.)
+    ``some`` holds the simplest ``others`` (an AND of terms in an OR, an OR of terms in an
+    AND) as plain masks, so most of a shape is tested without a call per part.
     """
 
-    __slots__ = ("any_of", "every", "others", "single")
+    __slots__ = ("any_of", "every", "others", "single", "some")
 
     def __init__(
         self, single: int, every: int, others: tuple[_Presence, ...], *, any_of: bool = False
     ) -> None:
         self.single = single
         self.every = every
-        self.others = others
         self.any_of = any_of or bool(single)
+        if self.any_of:
+            plain = [o for o in others if not o.any_of and not o.others and not o.some]
+            self.some: tuple[int, ...] = tuple(o.every for o in plain)
+            self.others = tuple(o for o in others if o not in plain)
+        else:
+            plain = [o for o in others if o.any_of and not o.others and not o.some]
+            self.some = tuple(o.single for o in plain)
+            self.others = tuple(o for o in others if o not in plain)
 
     def met(self, present: int) -> bool:
         if self.any_of:
             if present & self.single:
                 return True
+            for mask in self.some:
+                if present & mask == mask:
+                    return True
             for other in self.others:  # noqa: SIM110 (a loop: any() adds a generator)
                 if other.met(present):
                     return True
             return False
         if present & self.every != self.every:
             return False
+        for mask in self.some:
+            if not present & mask:
+                return False
         for other in self.others:  # noqa: SIM110
             if not other.met(present):
                 return False
@@ -467,7 +482,7 @@ class _Compiler:
             others: list[_Presence] = []
             for option in options:
                 assert option is not None
-                if option.single and not option.others:
+                if option.single and not option.others and not option.some:
                     mask |= option.single  # a term, or an OR of terms: one bit among many
                 else:
                     others.append(option)
@@ -479,9 +494,14 @@ class _Compiler:
             need = self.presence(child)
             if need is None:
                 continue
-            if need.single and not need.others and need.single & (need.single - 1) == 0:
+            if (
+                need.single
+                and not need.others
+                and not need.some
+                and need.single & (need.single - 1) == 0
+            ):
                 every |= need.single  # a single term: all of these bits must be set
-            elif not need.any_of and not need.others:
+            elif not need.any_of and not need.others and not need.some:
                 every |= need.every
             else:
                 others.append(need)
