@@ -169,6 +169,10 @@ class _Ctx:
         """The terms of ``clause`` that may occur (all of them, unless known otherwise)."""
         return clause
 
+    def terms_in(self, clause: frozenset[int]) -> Iterable[int]:
+        """``present``, not kept: for a clause whose result its caller keeps."""
+        return clause
+
     def unit_mask(self, leaf_id: int) -> int:
         """The units (title, lines) holding the term, as a bitmask (bit i = unit i)."""
         mask = self._units.get(leaf_id)
@@ -186,7 +190,7 @@ class _Ctx:
         if mask is None:
             mask = 0
             units = self._units
-            for leaf_id in self.present(clause):
+            for leaf_id in self.terms_in(clause):
                 found = units.get(leaf_id)
                 mask |= self.unit_mask(leaf_id) if found is None else found
             self._clause_units[clause] = mask
@@ -271,6 +275,9 @@ class _PresearchCtx(_Ctx):
         if found is None:
             found = self._present[clause] = tuple(self.raw.keys() & clause)
         return found
+
+    def terms_in(self, clause: frozenset[int]) -> Iterable[int]:
+        return self.raw.keys() & clause
 
     def starts(self, leaf_id: int) -> list[int]:
         known = self.known.get(leaf_id)
