@@ -378,14 +378,14 @@ class _Presence:
         self.single = single
         self.every = every
         self.any_of = any_of or bool(single)
-        if self.any_of:
-            plain = [o for o in others if not o.any_of and not o.others and not o.some]
-            self.some: tuple[int, ...] = tuple(o.every for o in plain)
-            self.others = tuple(o for o in others if o not in plain)
-        else:
-            plain = [o for o in others if o.any_of and not o.others and not o.some]
-            self.some = tuple(o.single for o in plain)
-            self.others = tuple(o for o in others if o not in plain)
+        plain = [o for o in others if o.any_of != self.any_of and o.is_mask]
+        self.some: tuple[int, ...] = tuple(o.every if self.any_of else o.single for o in plain)
+        self.others: tuple[_Presence, ...] = tuple(o for o in others if o not in plain)
+
+    @property
+    def is_mask(self) -> bool:
+        """Whether the shape is one mask: all bits of ``every``, or any bit of ``single``."""
+        return not self.others and not self.some
 
     def met(self, present: int) -> bool:
         if self.any_of:
