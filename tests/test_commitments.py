@@ -36,6 +36,11 @@ developing countries improve their IP capability.
 """
 
 HARD_NEGATIVES = {
+    "the national five-year plan's outline (纲要) is not the 2035 IP Outline": (
+        "十四五规划纲要公布 研发投入年均增长7%以上",
+        "《国民经济和社会发展第十四个五年规划和2035年远景目标纲要》今天公布。"
+        "纲要还提出，要实施知识产权强国战略，完善知识产权相关法律法规。",
+    ),
     "EU customs seizing fakes from China is not Chinese border enforcement": (
         "EU customs detain record number of fakes",
         "Customs officers at the European Union's borders detained 150 million counterfeit "
@@ -165,6 +170,22 @@ HARD_NEGATIVES = {
 # Each new branch, in words no fixture uses: the reporting a journalist would write without the
 # commitment's own terms.
 HITS = {
+    "PO-1.7-8 (the criminal threshold for trade secrets, in Chinese)": (
+        "侵犯商业秘密罪追诉标准调整",
+        "根据《中华人民共和国刑法修正案（十一）》，侵犯商业秘密罪不再以造成重大损失作为入罪条件，"
+        "改为情节严重。",
+    ),
+    "CN-INTL-BRI (the IP office signing with Belt and Road partners, IP unnamed there)": (
+        "CNIPA briefing on international work",
+        "The China National Intellectual Property Administration held its press conference. "
+        "The deputy commissioner said: we have signed cooperation documents with 50 partner "
+        "countries along the Belt and Road.",
+    ),
+    "CN-INTL-GOVERNANCE (China's part in WIPO negotiations)": (
+        "China at WIPO",
+        "A Chinese delegation took an active part in the WIPO diplomatic conference on "
+        "design law formalities and tabled proposals on artificial intelligence.",
+    ),
     "PO-1.5": (
         "New rules on commercial secrets cases",
         "Under the SPC rules on commercial secrets, once the owner shows it kept the data "
