@@ -865,10 +865,11 @@ def _hit(
     return Hit(commitment_id, score, evidence, version)
 
 
-def _evidence(doc: Document, sentence: int, marks: Iterable[tuple[int, int]]) -> Evidence:
+def _evidence(doc: Document, sentence: int, marks: Sequence[tuple[int, int]]) -> Evidence:
+    """The sentence's text with ``marks`` (sorted token ranges) as merged character spans."""
     field, text, base = doc.sentence_text_at(sentence)
     merged: list[tuple[int, int]] = []
-    for start, end in sorted(marks):
+    for start, end in marks:
         found = doc.marked_span(sentence, start, end)
         if found is None:
             continue
