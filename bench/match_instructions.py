@@ -1,7 +1,7 @@
 """Instructions per article of the matcher, counted by valgrind: a figure that noise can't move.
 
     .venv/bin/python bench/match_instructions.py [--data ARTICLES.jsonl] [--size 1000]
-        [--loop presearch|naive|both]
+        [--loop presearch|naive|both|read|select|evaluate]
 
 On a shared machine ``bench/match.py``'s timings move by 10-20% from one run to the next,
 the naive loop's most (its working set, every query, competes for the cache), so a change
@@ -14,7 +14,10 @@ on with ``callgrind_control``. It needs valgrind (``apt install valgrind``); a p
 naive loop at 1,000 commitments takes about two minutes under it.
 
 Articles and commitments are those of ``bench/match.py`` (same generator, same seed,
-same ``--variants``).
+same ``--variants``). ``--loop read|select|evaluate`` counts the presearch up to a stage:
+reading the article and the Aho-Corasick pass; then choosing candidates; then evaluating
+them (no hits built). The differences between stages, and ``presearch``, tell where an
+article's instructions go.
 The last line of output is one JSON object.
 """
 
@@ -29,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,7 +57,7 @@ def child(args: argparse.Namespace, flag: str) -> None:
     matcher = compile_matcher(
         bench_match.generate(real, aliases, args.size, articles=variants_from), aliases
     )
-    run = matcher.match if args.loop == "presearch" else matcher.match_without_presearch
+    run = stage_runner(matcher, args.loop)
     for title, text in articles:  # first-use caches (folding tables) filled outside the count
         run(title, text)
     gc.collect()
@@ -64,6 +68,35 @@ def child(args: argparse.Namespace, flag: str) -> None:
     for title, text in articles:
         run(title, text)
     os._exit(0)  # the interpreter's teardown would be counted too
+
+
+STAGES = ("read", "select", "evaluate")
+
+
+def stage_runner(matcher: Any, loop: str) -> Callable[[str, str], object]:
+    """A pass of ``loop`` over one article: the whole presearch or naive match, or the
+    presearch up to a stage. Stages reach into the matcher's internals on purpose: they
+    measure its parts, and break loudly if those change."""
+    from monitor.match import Document, _PresearchCtx
+
+    if loop == "presearch":
+        return matcher.match
+    if loop == "naive":
+        return matcher.match_without_presearch
+    automaton, widths = matcher._automaton, matcher._widths
+
+    def up_to_stage(title: str, text: str) -> object:
+        ctx = _PresearchCtx(Document(title, text), automaton, widths)
+        if loop == "read":
+            return ctx
+        numbers = matcher._candidate_numbers(ctx)
+        if loop == "evaluate":
+            everything = ctx.doc.n_tokens
+            for number in numbers:
+                matcher._commitments[number].evaluate.find(ctx, 0, everything)
+        return numbers
+
+    return up_to_stage
 
 
 def count(args: argparse.Namespace, loop: str) -> float:
@@ -118,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commitments", type=Path, default=bench_match.DEFAULT_COMMITMENTS)
     parser.add_argument("--size", type=int, default=1000, help="commitments (real + generated)")
     parser.add_argument("--articles", type=int, default=None, help="use only the first N")
-    parser.add_argument("--loop", choices=["presearch", "naive", "both"], default="both")
+    parser.add_argument("--loop", choices=["presearch", "naive", "both", *STAGES], default="both")
     parser.add_argument(
         "--variants", choices=["frequency", "kind"], default="frequency", help="as bench/match.py"
     )

@@ -76,3 +76,19 @@ def test_articles_load_from_jsonl_or_a_directory_of_json_files(tmp_path: Path) -
     expected = [("A", "one"), ("B", "two")]
     assert bench.load_articles(tmp_path / "set.jsonl", None) == expected
     assert bench.load_articles(folder, None) == expected
+
+
+def test_instruction_stages_run_the_presearch_up_to_each_stage() -> None:
+    import match_instructions  # type: ignore[import-not-found]
+
+    from monitor.match import compile_matcher
+
+    commitments = [bench.BenchCommitment("C", "customs AND seiz*")]
+    matcher = compile_matcher(commitments, {})
+    title, text = ARTICLES[0]
+    assert match_instructions.stage_runner(matcher, "read")(title, text) is not None
+    assert len(match_instructions.stage_runner(matcher, "select")(title, text)) == 1
+    assert len(match_instructions.stage_runner(matcher, "evaluate")(title, text)) == 1
+    assert match_instructions.stage_runner(matcher, "select")("Weather", "Rain.") == []
+    hits = match_instructions.stage_runner(matcher, "presearch")(title, text)
+    assert [hit.commitment_id for hit in hits] == ["C"]
