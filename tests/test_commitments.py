@@ -20,6 +20,9 @@ SHARED = ROOT.parent / "shared"
 SHARED_COMMITMENTS = SHARED / "data" / "commitments" / "commitments.json"
 SEED = SHARED / "seed" / "000_916e87ab66fa5f5a.txt"
 FIXTURES = ROOT / "fixtures" / "match_quality"
+# The labelled sets: articles written about the commitments, and a realistic feed of IP news
+# (most of it about nothing tracked here).
+LABELLED_SETS = [FIXTURES, ROOT / "fixtures" / "match_feed"]
 
 # The paragraphs of the seed article that carry the two commitments, reworded.
 SEED_LIKE_TITLE = "China plans to improve international collaboration in the field of IPR"
@@ -246,10 +249,6 @@ HITS = {
         "The leaders pledged to deepen cooperation under the Belt and Road Initiative. CNIPA and "
         "Uzbekistan's IP agency signed a cooperation agreement on patent examination.",
     ),
-    "CN-INTL-PROTECT": (
-        "China and Brazil launch patent fast track",
-        "CNIPA and Brazil's patent office will run a patent prosecution highway pilot from July.",
-    ),
     "PO-1.5 (the shift's sentence says 'the information'; the trade secret is named elsewhere)": (
         "SPC rules on trade secrets take effect",
         "The court's provisions on trade secrets take effect on Friday. Once the owner shows it "
@@ -307,6 +306,25 @@ HITS = {
         "China joins design treaty",
         "China's accession to the Hague Agreement on industrial designs took effect on May 5, "
         "letting applicants protect designs in many countries with one filing.",
+    ),
+    "RCEP-CH11 (the IP chapter in a sentence that does not name the pact)": (
+        "RCEP enters into force across Asia",
+        "The pact took effect on January 1 for ten countries. Its chapter on intellectual "
+        "property runs to 83 articles and two annexes.",
+    ),
+    "PO-1.3-4 (individuals named as infringers, no 'misappropriation')": (
+        "Trade secret rules widened",
+        "China's revised competition law treats natural persons, not only companies, as "
+        "infringers when they take a rival's trade secrets.",
+    ),
+    "PO-1.3-4 (inducing a breach of confidence is one of the acts)": (
+        "What counts as taking a secret",
+        "Under China's rules, inducing an employee to break a duty of confidence now counts as "
+        "misappropriation of trade secrets.",
+    ),
+    "CN-OUTLINE-2035 (a progress report on the Outline, in Chinese)": (
+        "纲要实施三年成效",
+        "国家知识产权局介绍《知识产权强国建设纲要（2021—2035年）》实施三年来的进展情况。",
     ),
 }
 
@@ -394,15 +412,25 @@ def test_hard_negatives_hit_nothing(matcher, case):
     assert hit_ids(matcher, title, text) == set()
 
 
-def test_bench_runs_and_beats_the_keyword_baseline():
+@pytest.mark.parametrize("labelled", LABELLED_SETS, ids=lambda path: path.name)
+def test_labels_name_every_article_and_only_real_commitments(config, labelled):
+    labels = json.loads((labelled / "labels.json").read_text("utf-8"))
+    files = {path.name for path in (labelled / "articles").glob("*.json")}
+    assert set(labels) == files
+    known = {c.id for c in config.commitments}
+    assert {cid for ids in labels.values() for cid in ids} <= known
+
+
+@pytest.mark.parametrize("labelled", LABELLED_SETS, ids=lambda path: path.name)
+def test_bench_runs_and_beats_the_keyword_baseline(labelled):
     completed = subprocess.run(
         [
             sys.executable,
             str(ROOT / "bench" / "match_quality.py"),
             "--articles",
-            str(FIXTURES / "articles"),
+            str(labelled / "articles"),
             "--labels",
-            str(FIXTURES / "labels.json"),
+            str(labelled / "labels.json"),
         ],
         capture_output=True,
         text=True,
@@ -411,7 +439,7 @@ def test_bench_runs_and_beats_the_keyword_baseline():
     )
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert {"articles", "precision", "recall", "f1", "per_commitment", "baseline"} <= set(result)
-    assert result["articles"] == len(json.loads((FIXTURES / "labels.json").read_text("utf-8")))
+    assert result["articles"] == len(json.loads((labelled / "labels.json").read_text("utf-8")))
     # A floor, not a target: it catches a query that stops matching or starts matching everything.
     assert result["f1"] >= 0.8
     assert result["f1"] > result["baseline"]["f1"]
@@ -462,3 +490,94 @@ def test_neighbours_hit_only_their_own_commitment(matcher, case):
     hits = hit_ids(matcher, title, text)
     assert expected in hits
     assert not_expected not in hits
+
+
+# Round 8, a realistic feed (fixtures/match_quality/README.md): a sentence that names a
+# commitment's topic without reporting on it. Each case hit the commitment named before the
+# round-8 changes; it must not now (other commitments may still hit: the story is real news).
+NOT_REPORTS = {
+    "a single trade-secret conviction is not the law on who is liable": (
+        "员工带走图纸被判刑",
+        "某区人民法院审结一起侵犯商业秘密刑事案件，被告人王某因犯侵犯商业秘密罪被判处有期徒刑二年。",
+        "PO-1.3-4",
+    ),
+    "the competition law in a list of amended laws is not the trade-secret change": (
+        "Court guidance on punitive damages",
+        "China's top court issued guidance on punitive damages, which are now available under "
+        "the recently amended Trademark Law, Patent Law and Anti-Unfair Competition Law. One of "
+        "its model cases concerned trade secrets.",
+        "PO-1.3-4",
+    ),
+    "presuming intent is not presuming who owns the copyright": (
+        "Court guidance on wilful infringement",
+        "Courts in China may presume intent when a defendant kept infringing after a warning "
+        "from the right holder. The rules cover copyright and trademarks.",
+        "PO-1.29",
+    ),
+    "presuming intent in a copyright case is not the ownership presumption": (
+        "Court guidance on damages",
+        "Chinese courts may presume intent in copyright cases when a defendant ignored a warning.",
+        "PO-1.29",
+    ),
+    "a measure citing the Outline as its basis is not news of the Outline": (
+        "某省启动专利导航试点",
+        "为贯彻落实《知识产权强国建设纲要（2021—2035年）》，某省知识产权局启动专利导航试点，首批支持20家企业。",
+        "CN-OUTLINE-2035",
+    ),
+    "entering China's PCT national phase is procedure, not wider use of the PCT": (
+        "Translation deadlines for applicants",
+        "Foreign applicants entering the Chinese national phase of a PCT application must file a "
+        "translation within 30 months of the priority date.",
+        "CN-PCT-GLOBAL-SERVICES",
+    ),
+    # Until round 8 a PPH counted as CN-INTL-PROTECT (a way to get rights abroad); five
+    # articles by four writers, blind, said it is not: the commitment's means are PCT, Madrid,
+    # Hague, dispute guidance and early warning.
+    "another office's patent prosecution highway with CNIPA is not overseas dispute support": (
+        "Brazil widens fast-track patent deals",
+        "Brazil's patent office added CNIPA and two other offices to its Patent Prosecution "
+        "Highway partners, cutting waiting times for applicants.",
+        "CN-INTL-PROTECT",
+    ),
+    "RCEP's list of chapters is not its IP chapter": (
+        "RCEP生效一周年",
+        "RCEP协定共20个章节，涵盖货物贸易、服务贸易、投资、知识产权、电子商务等领域，中国与东盟贸易额继续增长。",
+        "RCEP-CH11",
+    ),
+    "RCEP on the agenda of an IP week is not its IP chapter": (
+        "Singapore IP office news",
+        "RCEP, in force for Singapore since January, will be among the topics of the office's "
+        "annual IP week in August.",
+        "RCEP-CH11",
+    ),
+    "Hong Kong Customs is not China's border enforcement": (
+        "China IP week in review",
+        "Hong Kong Customs seized counterfeit watches worth HK$2 million in a raid; the fakes "
+        "were destined for shops in Shenzhen.",
+        "PO-1.21",
+    ),
+    "RCEP's bad-faith obligation, summarised, is not China curbing bad-faith marks": (
+        "Asia-Pacific trade pact takes effect",
+        "The agreement requires members to allow refusal or cancellation of trademarks filed in "
+        "bad faith. China's IP office said its laws already complied.",
+        "PO-1.24",
+    ),
+    "RCEP's bad-faith obligation, in Chinese, is not CNIPA's campaign": (
+        "RCEP takes effect",
+        "在商标方面，协定明确了对恶意商标申请的驳回或撤销。国家知识产权局表示将加强与其他成员国的合作。",
+        "CN-QUALITY-BADFAITH",
+    ),
+    "the Hague system not reaching Hong Kong is not China's accession": (
+        "Hong Kong design filings dip",
+        "Hong Kong's design registry stays outside the Hague system, since the mainland's "
+        "accession to the Hague Agreement does not extend to the city. Mainland Chinese firms "
+        "filed most trademarks.",
+        "WIPO-HAGUE-CN",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_REPORTS))
+def test_passing_mentions_do_not_hit_the_commitment_they_name(matcher, case):
+    title, text, commitment_id = NOT_REPORTS[case]
+    assert commitment_id not in hit_ids(matcher, title, text)
