@@ -45,9 +45,11 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import (
+    EVENT_JOB_ADDED,
     EVENT_JOB_ERROR,
     EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
+    EVENT_JOB_MODIFIED,
     EVENT_JOB_SUBMITTED,
     JobEvent,
     JobExecutionEvent,
@@ -80,6 +82,8 @@ STOP_GRACE = 5.0
 LATE_AFTER = 60.0
 #: How far back the schedule is searched for owed runs (bounds the cron walk).
 LOOKBACK = timedelta(days=400)
+#: Most fire times counted when reporting a coalesced backlog (bounds that walk too).
+MAX_COUNTED_MISSES = 10_000
 
 MAINTENANCE_JOB = "maintenance"
 FETCH_JOB = "fetch"
@@ -119,6 +123,19 @@ def latest_fire_between(trigger: CronTrigger, after: datetime, until: datetime) 
         latest = fire
         fire = next_fire_after(trigger, fire)
     return latest
+
+
+def fires_from(trigger: Any, first: datetime, until: datetime) -> int:
+    """How many fire times of ``trigger`` lie in ``[first, until)``, ``first`` counted.
+
+    ``first`` is a time the job was due; the walk is capped at ``MAX_COUNTED_MISSES``.
+    """
+    count = 0
+    fire: datetime | None = first
+    while fire is not None and fire < until and count < MAX_COUNTED_MISSES:
+        count += 1
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return count
 
 
 def schedule_row(store: Store, job: str) -> dict[str, Any] | None:
@@ -310,6 +327,9 @@ class Daemon:
         self._current: _Current | None = None
         self._ticking = False
         self._daemon_run: int | None = None
+        # job -> the time it is next due, as APScheduler set it after the job's last run (or
+        # when it was added or moved): a coalesced run reports only its latest due time.
+        self._due: dict[str, datetime] = {}
         self._baseline_schedules()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -348,7 +368,12 @@ class Daemon:
         )
         self.scheduler.add_listener(
             self._on_event,
-            EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES,
+            EVENT_JOB_SUBMITTED
+            | EVENT_JOB_MISSED
+            | EVENT_JOB_ERROR
+            | EVENT_JOB_MAX_INSTANCES
+            | EVENT_JOB_ADDED
+            | EVENT_JOB_MODIFIED,
         )
         self._schedule_jobs()
         self.scheduler.start()
@@ -427,23 +452,53 @@ class Daemon:
 
     def _on_event(self, event: JobEvent) -> None:
         """Make late, missed and refused job runs visible (log + ``runs``)."""
-        if isinstance(event, JobSubmissionEvent):
-            scheduled = min(event.scheduled_run_times)
-            late = (datetime.now(UTC) - scheduled).total_seconds()
-            missed = len(event.scheduled_run_times) - 1
-            if late > max(LATE_AFTER, self.tick_seconds * 2) or missed:
-                detail = f"started {late:.0f} s late; {missed} missed run(s) coalesced into one"
-                log.warning("%s %s", event.job_id, detail)
-                self._record(event.job_id, "late", detail)
+        if event.code in (EVENT_JOB_ADDED, EVENT_JOB_MODIFIED):
+            self._remember_due(event.job_id)
+        elif event.code == EVENT_JOB_SUBMITTED and isinstance(event, JobSubmissionEvent):
+            self._report_lateness(event)
+            self._remember_due(event.job_id)
         elif event.code == EVENT_JOB_MISSED:
             log.warning("%s: run missed", event.job_id)
             self._record(event.job_id, "missed", "run time missed")
         elif event.code == EVENT_JOB_MAX_INSTANCES:
+            # also a JobSubmissionEvent: it must not be read as a (late) run
+            self._remember_due(event.job_id)
             log.warning("%s: previous run still going; this one skipped", event.job_id)
             if event.job_id != "tick":
                 self._record(event.job_id, "skipped", "previous run still going")
         elif isinstance(event, JobExecutionEvent) and event.exception is not None:
             log.error("%s failed: %s", event.job_id, event.exception)
+
+    def _report_lateness(self, event: JobSubmissionEvent) -> None:
+        """Record a run that started late, counting the due times it was coalesced from.
+
+        With ``coalesce=True`` APScheduler reports only the latest due time of a backlog (a
+        machine asleep through three hourly digests reports one run, minutes late). The job
+        was first due at the time remembered after its previous run; the ticks, which are
+        interval jobs that only ask the store what is due, are not counted this way.
+        """
+        scheduled = min(event.scheduled_run_times)
+        missed = len(event.scheduled_run_times) - 1
+        first_due = self._due.get(event.job_id)
+        job = self.scheduler.get_job(event.job_id) if self.scheduler is not None else None
+        coalesced = first_due is not None and first_due < scheduled
+        if coalesced and event.job_id != "tick" and job is not None and first_due is not None:
+            missed += fires_from(job.trigger, first_due, scheduled)
+            scheduled = first_due
+        late = (datetime.now(UTC) - scheduled).total_seconds()
+        if late > max(LATE_AFTER, self.tick_seconds * 2) or missed:
+            detail = f"started {late:.0f} s late; {missed} missed run(s) coalesced into one"
+            log.warning("%s %s", event.job_id, detail)
+            self._record(event.job_id, "late", detail)
+
+    def _remember_due(self, job_id: str) -> None:
+        """Keep the job's next due time, as APScheduler has just set it."""
+        job = self.scheduler.get_job(job_id) if self.scheduler is not None else None
+        due = getattr(job, "next_run_time", None)
+        if due is None:
+            self._due.pop(job_id, None)
+        else:
+            self._due[job_id] = due
 
     def _record(self, job: str, outcome: str, detail: str) -> None:
         try:

@@ -234,6 +234,43 @@ def test_jobs_never_drop_a_late_run_and_never_pile_up(far_maintenance_daemon: Da
     assert 7200 <= seconds_late < 7260
 
 
+def test_a_coalesced_backlog_is_reported_from_its_first_due_time(hourly_config: Config) -> None:
+    """A machine asleep through three hourly runs: APScheduler coalesces them into one run
+    and reports only the latest due time; the record says how late and how many were missed."""
+    minute = (datetime.now(UTC) + timedelta(minutes=30)).minute  # never due during the test
+    config = hourly_config.with_overrides(
+        maintenance=MaintenanceConfig(schedule=f"{minute} * * * *")
+    )
+    daemon = Daemon(config, tick_seconds=1)
+
+    async def scenario() -> None:
+        serving = asyncio.create_task(daemon.serve())
+        while daemon.scheduler is None or not daemon.scheduler.running:
+            await asyncio.sleep(0.01)
+        trigger = daemon.scheduler.get_job("maintenance").trigger
+        now = datetime.now(UTC)
+        latest = trigger.get_next_fire_time(None, now - timedelta(hours=1))
+        assert latest is not None and latest <= now
+        daemon.scheduler.modify_job("maintenance", next_run_time=latest - timedelta(hours=3))
+        for _ in range(100):
+            if daemon.store.scalar("SELECT 1 FROM runs WHERE outcome = 'late'"):
+                break
+            await asyncio.sleep(0.05)
+        daemon.request_stop()
+        await asyncio.wait_for(serving, 10)
+
+    try:
+        asyncio.run(scenario())
+        late = daemon.store.query("SELECT job, detail FROM runs WHERE outcome = 'late'")
+    finally:
+        daemon.store.close()
+    assert [row["job"] for row in late] == ["maintenance"]
+    detail = late[0]["detail"]
+    assert "3 missed run(s)" in detail
+    seconds_late = int(detail.split("started ", 1)[1].split(" s late")[0])
+    assert 3 * 3600 <= seconds_late < 4 * 3600
+
+
 def test_a_fetch_over_its_timeout_is_cancelled_logged_and_redone(
     daemon: Daemon, site: SiteHost
 ) -> None:
