@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 
 from monitor import clock
 from monitor.config import Config, DigestConfig, MaintenanceConfig
@@ -269,6 +270,18 @@ def test_a_coalesced_backlog_is_reported_from_its_first_due_time(hourly_config: 
     assert "3 missed run(s)" in detail
     seconds_late = int(detail.split("started ", 1)[1].split(" s late")[0])
     assert 3 * 3600 <= seconds_late < 4 * 3600
+
+
+def test_a_run_skipped_because_the_last_one_still_runs_is_recorded_as_skipped(
+    daemon: Daemon,
+) -> None:
+    """APScheduler reports it as a JobSubmissionEvent: it must not be read as a run."""
+    event = JobSubmissionEvent(
+        EVENT_JOB_MAX_INSTANCES, "maintenance", "default", [datetime.now(UTC) - timedelta(hours=1)]
+    )
+    daemon._on_event(event)
+    rows = daemon.store.query("SELECT job, outcome FROM runs WHERE job = 'maintenance'")
+    assert [(row["job"], row["outcome"]) for row in rows] == [("maintenance", "skipped")]
 
 
 def test_a_fetch_over_its_timeout_is_cancelled_logged_and_redone(
