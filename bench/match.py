@@ -1,11 +1,12 @@
 """How fast the matcher is: ms per article at 10 to 10,000 commitments, against a naive loop.
 
-    .venv/bin/python bench/match.py [--data ARTICLES.jsonl] [--commitments commitments.toml]
+    .venv/bin/python bench/match.py [--data ARTICLES] [--commitments commitments.toml]
 
-Articles are the real texts of ``--data`` (JSONL with ``title`` and ``text``, or a directory
-of such JSON files; default the shared dedup-dev set, general news where few articles
-match). Commitments are the real ones from ``--commitments`` followed by variants
-generated from them: each variant keeps a real query's structure (operators, SENT, NEAR,
+Articles are the real texts of ``--data``: JSONL with ``title`` and ``text``, a directory of
+such JSON files, or an extraction set's directory (``ground-truth.json``). Default: the shared
+dedup-dev set, general news where few articles match; fixtures/match_feed is a feed of IP
+news. Commitments are the real ones from ``--commitments`` followed by variants generated from
+them: each variant keeps a real query's structure (operators, SENT, NEAR,
 fields, @aliases) and swaps most of its words and phrases for other terms of
 the same kind (word, phrase, prefix, Chinese term) drawn from all the real queries, so
 the variants are as specific as real queries but are not copies. "As specific" is
@@ -73,9 +74,15 @@ class BenchCommitment:
 
 
 def load_articles(path: Path, limit: int | None) -> list[tuple[str, str]]:
-    """(title, text) of a JSONL file, or of a directory of article JSON files (the layout of
-    fixtures/match_quality/articles: IP-dense news, where most articles match something)."""
-    if path.is_dir():
+    """(title, text) of a JSONL file; of a directory of article JSON files (the layout of
+    fixtures/match_quality/articles and fixtures/match_feed/articles: IP news); or of an
+    extraction set's ``ground-truth.json`` (``{id: {articleBody, url}}``, the layout of
+    ../shared/data/extraction-dev: real news pages, untitled)."""
+    truth = path / "ground-truth.json"
+    if path.is_dir() and truth.exists():
+        pages = json.loads(truth.read_text(encoding="utf-8"))
+        rows = [{"title": "", "text": pages[key].get("articleBody")} for key in sorted(pages)]
+    elif path.is_dir():
         rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(path.glob("*.json"))]
     else:
         with path.open(encoding="utf-8") as handle:

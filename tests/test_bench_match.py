@@ -78,6 +78,12 @@ def test_articles_load_from_jsonl_or_a_directory_of_json_files(tmp_path: Path) -
     assert bench.load_articles(folder, None) == expected
 
 
+def test_articles_load_from_an_extraction_sets_ground_truth(tmp_path: Path) -> None:
+    truth = {"b": {"articleBody": "second", "url": "u2"}, "a": {"articleBody": "first"}}
+    (tmp_path / "ground-truth.json").write_text(json.dumps(truth))
+    assert bench.load_articles(tmp_path, None) == [("", "first"), ("", "second")]
+
+
 def test_instruction_stages_run_the_presearch_up_to_each_stage() -> None:
     import match_instructions  # type: ignore[import-not-found]
 
