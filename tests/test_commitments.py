@@ -322,6 +322,15 @@ HITS = {
         "Under China's rules, inducing an employee to break a duty of confidence now counts as "
         "misappropriation of trade secrets.",
     ),
+    "CN-HVP-12 (a national figure announced in a provincial city)": (
+        "国家知识产权局在上海发布2024年知识产权统计数据",
+        "2024年底，我国每万人口高价值发明专利拥有量达到14件。",
+    ),
+    "CN-HVP-12 (a province in the title beside the nation)": (
+        "Guangdong leads as China's high-value patent count rises",
+        "China had 14 high-value invention patents per 10,000 people at the end of 2024, "
+        "CNIPA said.",
+    ),
     "CN-OUTLINE-2035 (a progress report on the Outline, in Chinese)": (
         "纲要实施三年成效",
         "国家知识产权局介绍《知识产权强国建设纲要（2021—2035年）》实施三年来的进展情况。",
@@ -566,6 +575,23 @@ NOT_REPORTS = {
         "RCEP takes effect",
         "在商标方面，协定明确了对恶意商标申请的驳回或撤销。国家知识产权局表示将加强与其他成员国的合作。",
         "CN-QUALITY-BADFAITH",
+    ),
+    # Round 9: a province's or city's own figure or plan uses the national indicator's words.
+    "a province's high-value patent figure is not the national indicator": (
+        "江苏省发布知识产权白皮书",
+        "全省每万人口高价值发明专利拥有量达到32件，较上年增加5件。",
+        "CN-HVP-12",
+    ),
+    "a city's pledge financing is not the national volume": (
+        "合肥上半年知识产权质押融资突破百亿元",
+        "今年上半年，合肥市专利商标质押融资登记金额达到102亿元，同比增长31%。",
+        "CN-PLEDGE-COURT",
+    ),
+    "a province's copyright industries are not the national share": (
+        "Guangdong's copyright industries grow",
+        "The province's copyright industries added 700 billion yuan of value, 5.6 percent of its "
+        "GDP, against a target of 6 percent.",
+        "CN-COPYIND-7.5",
     ),
     "the Hague system not reaching Hong Kong is not China's accession": (
         "Hong Kong design filings dip",
