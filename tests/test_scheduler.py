@@ -200,24 +200,40 @@ def far_maintenance_daemon(hourly_config: Config) -> Iterator[Daemon]:
     handle.store.close()
 
 
+async def _serve(daemon: Daemon) -> asyncio.Task[None]:
+    """Start the daemon and return its task once its scheduler runs."""
+    serving = asyncio.create_task(daemon.serve())
+    while daemon.scheduler is None or not daemon.scheduler.running:
+        await asyncio.sleep(0.01)
+    return serving
+
+
+async def _stop_after_a_late_run(daemon: Daemon, serving: asyncio.Task[None]) -> None:
+    """Wait up to 5 s for a ``late`` row in ``runs``, then stop the daemon."""
+    for _ in range(100):
+        if daemon.store.scalar("SELECT 1 FROM runs WHERE outcome = 'late'"):
+            break
+        await asyncio.sleep(0.05)
+    daemon.request_stop()
+    await asyncio.wait_for(serving, 10)
+
+
+def _seconds_late(detail: str) -> int:
+    return int(detail.split("started ", 1)[1].split(" s late")[0])
+
+
 def test_jobs_never_drop_a_late_run_and_never_pile_up(far_maintenance_daemon: Daemon) -> None:
     daemon = far_maintenance_daemon
 
     async def scenario() -> dict[str, object]:
-        serving = asyncio.create_task(daemon.serve())
-        while daemon.scheduler is None or not daemon.scheduler.running:
-            await asyncio.sleep(0.01)
+        serving = await _serve(daemon)
+        assert daemon.scheduler is not None
         jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
         # A job two hours late (the machine slept through it) still runs, and says so.
         daemon.scheduler.modify_job(
             "maintenance", next_run_time=datetime.now(UTC) - timedelta(hours=2)
         )
-        for _ in range(100):
-            if daemon.store.scalar("SELECT 1 FROM runs WHERE outcome = 'late'"):
-                break
-            await asyncio.sleep(0.05)
-        daemon.request_stop()
-        await asyncio.wait_for(serving, 10)
+        await _stop_after_a_late_run(daemon, serving)
         return jobs
 
     jobs = asyncio.run(scenario())
@@ -231,8 +247,7 @@ def test_jobs_never_drop_a_late_run_and_never_pile_up(far_maintenance_daemon: Da
     assert outcome == "stopped"
     late = daemon.store.query("SELECT job, detail FROM runs WHERE outcome = 'late'")
     assert [row["job"] for row in late] == ["maintenance"]
-    seconds_late = int(late[0]["detail"].split("started ", 1)[1].split(" s late")[0])
-    assert 7200 <= seconds_late < 7260
+    assert 7200 <= _seconds_late(late[0]["detail"]) < 7260
 
 
 def test_a_coalesced_backlog_is_reported_from_its_first_due_time(hourly_config: Config) -> None:
@@ -245,20 +260,14 @@ def test_a_coalesced_backlog_is_reported_from_its_first_due_time(hourly_config: 
     daemon = Daemon(config, tick_seconds=1)
 
     async def scenario() -> None:
-        serving = asyncio.create_task(daemon.serve())
-        while daemon.scheduler is None or not daemon.scheduler.running:
-            await asyncio.sleep(0.01)
+        serving = await _serve(daemon)
+        assert daemon.scheduler is not None
         trigger = daemon.scheduler.get_job("maintenance").trigger
         now = datetime.now(UTC)
         latest = trigger.get_next_fire_time(None, now - timedelta(hours=1))
         assert latest is not None and latest <= now
         daemon.scheduler.modify_job("maintenance", next_run_time=latest - timedelta(hours=3))
-        for _ in range(100):
-            if daemon.store.scalar("SELECT 1 FROM runs WHERE outcome = 'late'"):
-                break
-            await asyncio.sleep(0.05)
-        daemon.request_stop()
-        await asyncio.wait_for(serving, 10)
+        await _stop_after_a_late_run(daemon, serving)
 
     try:
         asyncio.run(scenario())
@@ -268,8 +277,7 @@ def test_a_coalesced_backlog_is_reported_from_its_first_due_time(hourly_config: 
     assert [row["job"] for row in late] == ["maintenance"]
     detail = late[0]["detail"]
     assert "3 missed run(s)" in detail
-    seconds_late = int(detail.split("started ", 1)[1].split(" s late")[0])
-    assert 3 * 3600 <= seconds_late < 4 * 3600
+    assert 3 * 3600 <= _seconds_late(detail) < 4 * 3600
 
 
 def test_a_run_skipped_because_the_last_one_still_runs_is_recorded_as_skipped(
