@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from lxml.etree import _Element
 
 MAX_BOILERPLATE_CHARS = 220
+# Chinese, Japanese and Korean characters: each carries about as much as a short English word
+# with its space, so length limits set on English text weigh each as CJK_WEIGHT characters.
+CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+CJK_WEIGHT = 3
 LINK_DENSE = 0.6  # share of a short line that, as link text, makes it a teaser
 MIN_TEASER_CHARS = 12
 MAX_LINKS = 1000
@@ -235,12 +239,18 @@ def is_title_line(line: Line, titles: Iterable[str]) -> bool:
     return False
 
 
+def text_weight(text: str) -> int:
+    """The length of ``text`` in English-character terms (see ``CJK_WEIGHT``): an 80-character
+    Chinese paragraph is a paragraph, not a short line of chrome."""
+    return len(text) + (CJK_WEIGHT - 1) * len(CJK_CHAR.findall(text))
+
+
 def is_boilerplate(line: Line) -> bool:
     """Chrome by its wording, or for having no words at all."""
     text = line.text
     if RULE_LINE.match(text):
         return True
-    if len(text) > MAX_BOILERPLATE_CHARS:
+    if text_weight(text) > MAX_BOILERPLATE_CHARS:
         return False
     stripped = text.lstrip("-–—•*|>[( ")
     if BOILERPLATE_LINE.match(stripped) or CREDIT.match(stripped):
@@ -309,7 +319,7 @@ def dense_paragraphs(tree: _Element) -> list[str]:
     votes: dict[_Element, float] = {}
     for paragraph in tree.iter("p"):
         text = " ".join("".join(paragraph.itertext()).split())
-        if len(text) < MIN_DENSE_PARAGRAPH_CHARS or BOILERPLATE_LINE.match(text):
+        if text_weight(text) < MIN_DENSE_PARAGRAPH_CHARS or BOILERPLATE_LINE.match(text):
             continue
         linked = sum(len("".join(a.itertext())) for a in paragraph.iter("a"))
         if linked > MAX_PARAGRAPH_LINK_SHARE * len(text):

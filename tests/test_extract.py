@@ -420,3 +420,26 @@ def test_description_falls_back_to_the_lead_paragraph() -> None:
     description = extract(long_lead).description
     assert description is not None and description.endswith("…") and len(description) <= 301
     assert extract(page("seed_like.html")).description.startswith("NIPA outlines")  # declared
+
+
+SHORT_CHINESE_BRIEF_TEXT = (
+    "多家中超俱乐部完成中性化更名后，陆续向国家知识产权局提交新的商标注册申请，"
+    "涵盖服装、饮料和网络游戏等类别。业内人士认为，俱乐部希望通过商标授权和周边商品开发增加收入。"
+)
+SHORT_CHINESE_BRIEF = (
+    '<!DOCTYPE html><html lang="zh"><head><meta charset="utf-8">'
+    "<title>中超俱乐部更名后注册新商标 | 法律博客</title></head>"
+    '<body><header><a href="/">法律博客</a></header><main><article>'
+    '<h1>中超俱乐部更名后注册新商标</h1><div class="byline">2025-03-03</div>'
+    f'<div class="entry-content"><p>{SHORT_CHINESE_BRIEF_TEXT}</p></div>'
+    '<div class="share">Subscribe to our newsletter</div>'
+    "</article></main><footer><p>© 2025 法律博客</p></footer></body></html>"
+)
+
+
+def test_a_short_chinese_brief_is_not_taken_for_a_line_of_chrome() -> None:
+    """83 Chinese characters are two sentences of news, not a short line: a length limit set
+    on English text must weigh them as such, even when a newsletter prompt shares the line."""
+    article = extract(SHORT_CHINESE_BRIEF, "https://blog.example/2025/brief.html")
+    assert "陆续向国家知识产权局提交新的商标注册申请" in article.text
+    assert article.reason is None
