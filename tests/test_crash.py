@@ -74,8 +74,14 @@ class Kill:
 
     @property
     def phase(self) -> str:
+        """Where the kill landed. A run delivers the digests it owes while it fetches, so
+        a kill anchored on ingest often finds messages sent too: it counts for the phase
+        it was aimed at once that phase had begun, and a start-anchored kill for the
+        furthest phase it reached."""
         if self.exited is not None:
             return "exited"
+        if self.anchor == "ingest" and self.requests:
+            return "ingest"
         if self.messages:
             return "delivery"
         if self.requests:

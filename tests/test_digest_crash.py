@@ -139,6 +139,7 @@ for n in range(start, start + 40):
                        "score": 2.0, "matched_at": "2026-11-25T05:00:00+00:00", "evidence": []})
     build_digest(store, config, config.digests[0])
     deliver_pending(store, config)
+    print(n, flush=True)  # one line a round: the parent kills after a chosen round
 """
 
 
@@ -164,7 +165,13 @@ def test_random_kills_lose_nothing_and_duplicate_only_unacknowledged_sends(
                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             )  # fmt: skip
             assert child.stdout is not None and child.stdout.readline() == "ready\n"
-            time.sleep(rng.random() * 0.4)
+            # Kill inside the loop on any machine: after a random number of finished rounds
+            # (the loop takes 0.3 s on a fast machine, seconds on a crowded one), then a
+            # random moment of the next round.
+            for _ in range(rng.randrange(40)):
+                if not child.stdout.readline():
+                    break
+            time.sleep(rng.random() * 0.01)
             if child.poll() is None:
                 child.send_signal(signal.SIGKILL)
                 kills += 1
