@@ -250,8 +250,8 @@ def is_boilerplate(line: Line) -> bool:
     text = line.text
     if RULE_LINE.match(text):
         return True
-    if text_weight(text) > MAX_BOILERPLATE_CHARS:
-        return False
+    if len(text) > MAX_BOILERPLATE_CHARS or text_weight(text) > MAX_BOILERPLATE_CHARS:
+        return False  # (the weight is never less than the length: most lines stop at len)
     stripped = text.lstrip("-–—•*|>[( ")
     if BOILERPLATE_LINE.match(stripped) or CREDIT.match(stripped):
         return True
@@ -319,7 +319,10 @@ def dense_paragraphs(tree: _Element) -> list[str]:
     votes: dict[_Element, float] = {}
     for paragraph in tree.iter("p"):
         text = " ".join("".join(paragraph.itertext()).split())
-        if text_weight(text) < MIN_DENSE_PARAGRAPH_CHARS or BOILERPLATE_LINE.match(text):
+        too_short = len(text) < MIN_DENSE_PARAGRAPH_CHARS and (
+            text_weight(text) < MIN_DENSE_PARAGRAPH_CHARS
+        )
+        if too_short or BOILERPLATE_LINE.match(text):
             continue
         linked = sum(len("".join(a.itertext())) for a in paragraph.iter("a"))
         if linked > MAX_PARAGRAPH_LINK_SHARE * len(text):

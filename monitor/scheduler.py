@@ -474,17 +474,16 @@ class Daemon:
 
         With ``coalesce=True`` APScheduler reports only the latest due time of a backlog (a
         machine asleep through three hourly digests reports one run, minutes late). The job
-        was first due at the time remembered after its previous run; the ticks, which are
-        interval jobs that only ask the store what is due, are not counted this way.
+        was first due at the time remembered after its previous run.
         """
         scheduled = min(event.scheduled_run_times)
         missed = len(event.scheduled_run_times) - 1
-        first_due = self._due.get(event.job_id)
-        job = self.scheduler.get_job(event.job_id) if self.scheduler is not None else None
-        coalesced = first_due is not None and first_due < scheduled
-        if coalesced and event.job_id != "tick" and job is not None and first_due is not None:
-            missed += fires_from(job.trigger, first_due, scheduled)
-            scheduled = first_due
+        first_due = self._due.get(event.job_id)  # never the tick's (see _remember_due)
+        if first_due is not None and first_due < scheduled and self.scheduler is not None:
+            job = self.scheduler.get_job(event.job_id)
+            if job is not None:
+                missed += fires_from(job.trigger, first_due, scheduled)
+                scheduled = first_due
         late = (datetime.now(UTC) - scheduled).total_seconds()
         if late > max(LATE_AFTER, self.tick_seconds * 2) or missed:
             detail = f"started {late:.0f} s late; {missed} missed run(s) coalesced into one"
@@ -492,7 +491,10 @@ class Daemon:
             self._record(event.job_id, "late", detail)
 
     def _remember_due(self, job_id: str) -> None:
-        """Keep the job's next due time, as APScheduler has just set it."""
+        """Keep the job's next due time, as APScheduler has just set it (not the tick's:
+        ticks only ask the store what is due, so a backlog of them is nothing missed)."""
+        if job_id == "tick":
+            return
         job = self.scheduler.get_job(job_id) if self.scheduler is not None else None
         due = getattr(job, "next_run_time", None)
         if due is None:
