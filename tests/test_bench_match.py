@@ -98,3 +98,17 @@ def test_instruction_stages_run_the_presearch_up_to_each_stage() -> None:
     assert match_instructions.stage_runner(matcher, "select")("Weather", "Rain.") == []
     hits = match_instructions.stage_runner(matcher, "presearch")(title, text)
     assert [hit.commitment_id for hit in hits] == ["C"]
+
+
+def test_the_perfect_presearch_evaluates_only_the_commitments_that_hit() -> None:
+    real = [
+        bench.BenchCommitment("seized", "SENT(customs AND seiz*)"),
+        bench.BenchCommitment("trade", "title:trade"),
+        bench.BenchCommitment("never", "Longteng"),
+    ]
+    matcher = bench.compile_matcher(real, {})
+    perfect = bench.perfect_presearch(matcher, ARTICLES)
+    for title, text in ARTICLES:
+        built = [h for h in perfect(title, text) if h is not None]  # type: ignore[attr-defined]
+        assert built == matcher.match(title, text)
+    assert perfect(*ARTICLES[0]) and not perfect(*ARTICLES[2])  # type: ignore[truthy-function]
