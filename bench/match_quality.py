@@ -15,7 +15,9 @@ files and the held-out files; ``--split`` picks which set the last line summaris
 
 The last line of output is one JSON object: ``articles``, ``precision``, ``recall``, ``f1``,
 ``per_commitment`` ({id: {tp, fp, fn, precision, recall, f1}}), ``baseline`` (the same keys for
-the keyword baseline), ``split`` and ``splits`` (P/R/F1 of matcher and baseline per split).
+the keyword baseline), ``split`` and ``splits`` (P/R/F1 of matcher and baseline per split), and
+``by_min_score``: P/R/F1 when only hits scoring at least 1.0, 1.5, ... are kept, which is what a
+recipient group's ``min_score`` does to its digest (the trade-off a user picks from).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from monitor.config import load_config  # noqa: E402
 from monitor.match import compile_matcher  # noqa: E402
 
 SPLITS = ("all", "tune", "holdout")
+# Digest thresholds to report: a hit scores 1.0 for matching, more for a title that
+# matches and for several sentences that satisfy the query (docs/query-language.md).
+MIN_SCORES = (1.0, 1.5, 2.0, 2.5, 3.0)
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 
 
@@ -135,7 +140,7 @@ def evaluate(
     articles: Mapping[str, Mapping[str, str]],
     labels: Mapping[str, list[str]],
     config_dir: Path | None,
-) -> tuple[dict[str, Tally], dict[str, Tally], dict[str, dict[str, set[str]]]]:
+) -> tuple[dict[str, Tally], dict[str, Tally], dict[str, dict[str, Any]]]:
     """Tallies of matcher and baseline for every split, and what each predicted per file."""
     config = load_config(config_dir)
     ids = [c.id for c in config.commitments]
@@ -147,18 +152,43 @@ def evaluate(
 
     matched = {s: Tally() for s in SPLITS}
     baseline = {s: Tally() for s in SPLITS}
-    predictions: dict[str, dict[str, set[str]]] = {}
+    predictions: dict[str, dict[str, Any]] = {}
     for name, article in articles.items():
-        predicted = {hit.commitment_id for hit in matcher.match(article["title"], article["text"])}
+        scores = {
+            hit.commitment_id: hit.score for hit in matcher.match(article["title"], article["text"])
+        }
+        predicted = set(scores)
         haystack = f"{article['title']}\n{article['text']}".lower()
         keyword_hits = {cid for cid, ts in terms.items() if any(t in haystack for t in ts)}
         expected = set(labels[name])
-        predictions[name] = {"matcher": predicted, "baseline": keyword_hits, "expected": expected}
+        predictions[name] = {
+            "matcher": predicted,
+            "baseline": keyword_hits,
+            "expected": expected,
+            "scores": scores,
+        }
         for split in SPLITS:
             if in_split(name, split):
                 matched[split].add(ids, predicted, expected)
                 baseline[split].add(ids, keyword_hits, expected)
     return matched, baseline, predictions
+
+
+def by_min_score(
+    predictions: Mapping[str, Mapping[str, Any]], split: str
+) -> dict[str, dict[str, float]]:
+    """Overall P/R/F1 of the split's files keeping only hits scoring at least each threshold."""
+    result = {}
+    for threshold in MIN_SCORES:
+        counts = Counts()
+        for name, p in predictions.items():
+            if not in_split(name, split):
+                continue
+            kept = {cid for cid, score in p["scores"].items() if score >= threshold}
+            for cid in kept | p["expected"]:
+                counts.add(cid in kept, cid in p["expected"])
+        result[f"{threshold:.1f}"] = {"hits": counts.tp + counts.fp, **counts.scores()}
+    return result
 
 
 def _row(label: str, counts: Counts, base: Counts) -> str:
@@ -196,6 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     for s in SPLITS:
         print(_row(f"{s} ({sizes[s]} articles)", matched[s].overall, baseline[s].overall))
 
+    thresholds = by_min_score(predictions, split)
+    print()
+    print(f"{'digest min_score':<24} {'hits':>5} {'P':>5} {'R':>5} {'F1':>5}   ({split} files)")
+    for threshold, figures in thresholds.items():
+        print(
+            f"{'>= ' + threshold:<24} {figures['hits']:>5} {figures['precision']:>5.2f} "
+            f"{figures['recall']:>5.2f} {figures['f1']:>5.2f}"
+        )
+
     if args.errors:
         print()
         for name, p in sorted(predictions.items()):
@@ -217,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for s in SPLITS
     }
+    result["by_min_score"] = thresholds
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -812,20 +812,21 @@ def _hit(
     """Score a match and pick its evidence sentences.
 
     A sentence that satisfies the whole query on its own is better evidence than one that
-    holds some of its terms; the score rewards a title that matches and several such
-    sentences (see docs/query-language.md, "Scoring"). A sentence whose line lacks a term
-    of one of the query's required ``clauses`` cannot: it is not evaluated (the lines
-    holding each clause are usually known already from evaluating the query). Every
-    sentence's marks are the matched ``positions`` it holds (for a sentence that satisfies
-    the query alone, a superset of the terms it needs on its own): a sentence is only
-    tested, its positions are not found again (a seventh of a hit's cost on IP-dense news).
+    holds some of its terms; the score rewards a title that matches, such a sentence in
+    the story's lead, and several such sentences (see docs/query-language.md, "Scoring").
+    A sentence whose line lacks a term of one of the query's required ``clauses`` cannot
+    satisfy it: it is not evaluated (the lines holding each clause are usually known
+    already from evaluating the query). Every sentence's marks are the matched
+    ``positions`` it holds (for a sentence that satisfies the query alone, a superset of
+    the terms it needs on its own): a sentence is only tested, its positions are not found
+    again (a seventh of a hit's cost on IP-dense news).
     """
     doc = ctx.doc
     tokens = doc.tokens
     title_end = doc.title_end  # the title's sentence is tokens [0, title_end)
     ordered = sorted(set(positions))
     ranked = []
-    title_satisfies = title_has_terms = False
+    title_satisfies = title_has_terms = in_lead = False
     satisfying_text = 0
     possible = ctx.clauses_units(clauses)  # the units where the query can be met alone
     first_mark = 0
@@ -846,6 +847,8 @@ def _hit(
             title_satisfies = alone
         elif alone:
             satisfying_text += 1
+            if not in_lead:
+                in_lead = sentence < doc.lead_end()
         distinct = (
             len({tokens[s] if e - s == 1 else tuple(tokens[s:e]) for s, e in marks})
             if len(marks) > 1
@@ -860,6 +863,8 @@ def _hit(
     if title_satisfies:
         score += 1.0
     elif title_has_terms:
+        score += 0.5
+    if in_lead:
         score += 0.5
     score += 0.5 * min(max(satisfying_text - 1, 0), 4)
     return Hit(commitment_id, score, evidence, version)

@@ -174,6 +174,10 @@ def _is_abbreviation(text: str, period: int, line_start: int = 0) -> bool:
     return "." in word and all(len(part) == 1 and part.isalpha() for part in word.split("."))
 
 
+LEAD_SENTENCES = 3  # a story's lead: its first sentences, where news says what it is about
+LEAD_MIN_TOKENS = 5  # shorter sentences (datelines, bylines) are not counted in it
+
+
 class Document:
     """An article as the matcher sees it: folded tokens, and its sentences when asked.
 
@@ -195,6 +199,7 @@ class Document:
     __slots__ = (
         "_folded",
         "_index",
+        "_lead_end",
         "_line_starts",
         "_lines_pending",
         "_marked",
@@ -262,6 +267,7 @@ class Document:
         self.n_tokens = len(tokens)
         self.joined = (" " + " ".join(tokens) + " ").encode("utf-8", "surrogatepass")
         self._index: dict[str, list[int]] | None = None
+        self._lead_end: int | None = None
         self._vocab: list[str] | None = None
         self.spans: dict[int, list[tuple[int, int]]] = {}  # sentence -> its tokens' char spans
         # (first, end) of marked tokens -> their characters: an article that matches many
@@ -377,6 +383,34 @@ class Document:
         assert starts is not None
         first, end, _, _ = found[bisect_right(starts, token) - 1]
         return first, end, unit
+
+    def lead_end(self) -> int:
+        """Where the text's lead ends: one past the last token of its first
+        ``LEAD_SENTENCES`` sentences of at least ``LEAD_MIN_TOKENS`` tokens.
+
+        News puts what a story is about in its lead (the "inverted pyramid"); a topic
+        first named deep in the text is more often a passing mention. Shorter sentences
+        (a dateline, a byline, "Beijing, June 3") are not counted; a Chinese
+        character is a token, so a short Chinese sentence counts. Only the lines up to
+        the lead are split into sentences, once per article.
+        """
+        if self._lead_end is not None:
+            return self._lead_end
+        if self._lines_pending:
+            self._add_lines()
+        end = self.text_start
+        counted = 0
+        first_text_unit = 0 if self._title_span is None else 1
+        for unit in range(first_text_unit, len(self._unit_ts)):
+            for first, stop, _, _ in self.unit_sentences(unit):
+                if stop - first >= LEAD_MIN_TOKENS:
+                    counted += 1
+                    end = stop
+                    if counted == LEAD_SENTENCES:
+                        self._lead_end = end
+                        return end
+        self._lead_end = self.n_tokens
+        return self.n_tokens
 
     def all_sentences(self) -> list[tuple[int, int]]:
         """Every sentence's token range, splitting every unit (for tests and inspection)."""

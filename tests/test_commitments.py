@@ -452,6 +452,15 @@ def test_bench_runs_and_beats_the_keyword_baseline(labelled):
     # A floor, not a target: it catches a query that stops matching or starts matching everything.
     assert result["f1"] >= 0.8
     assert result["f1"] > result["baseline"]["f1"]
+    # The digest thresholds: keeping every hit is the overall figure, and a higher min_score
+    # keeps fewer hits and finds fewer reports.
+    thresholds = result["by_min_score"]
+    assert thresholds["1.0"]["recall"] == result["recall"]
+    assert thresholds["1.0"]["precision"] == result["precision"]
+    kept = [figures["hits"] for figures in thresholds.values()]
+    recalls = [figures["recall"] for figures in thresholds.values()]
+    assert kept == sorted(kept, reverse=True) and kept[0] > kept[-1]
+    assert recalls == sorted(recalls, reverse=True)
 
 
 @pytest.mark.parametrize("case", sorted(HITS))

@@ -278,17 +278,41 @@ def test_title_evidence_is_labelled() -> None:
 # ---------------------------------------------------------------------------- scoring
 
 
-def test_scores_reward_titles_and_several_sentences() -> None:
-    spread = hit("china AND ip", "China spoke. IP was discussed.")
-    one = hit("china AND ip", "China discussed IP.")
-    two = hit("china AND ip", "China discussed IP. Then China defended IP.")
-    titled = hit("china AND ip", "China discussed IP.", title="China and IP")
-    assert spread is not None and one is not None and two is not None and titled is not None
+# Three sentences about something else: what follows them is past the story's lead.
+LEAD = (
+    "Officials met on Monday in the capital. They reviewed the annual report on shipping. "
+    "Several delegations attended the session. "
+)
+
+
+def test_scores_reward_titles_the_lead_and_several_sentences() -> None:
+    spread = hit("china AND ip", LEAD + "China spoke. IP was discussed.")
+    one = hit("china AND ip", LEAD + "China discussed IP.")
+    leading = hit("china AND ip", "China discussed IP. " + LEAD)
+    two = hit("china AND ip", LEAD + "China discussed IP. Then China defended IP.")
+    titled = hit("china AND ip", LEAD + "China discussed IP.", title="China and IP")
+    assert spread is not None and one is not None and leading is not None
+    assert two is not None and titled is not None
     assert spread.score == 1.0
     assert one.score == 1.25
+    assert leading.score == 1.75  # the same sentence in the lead: what the story is about
     assert two.score == 1.75
     assert titled.score == 2.25
     assert spread.score < one.score < two.score < titled.score
+
+
+def test_the_lead_is_the_first_three_sentences_datelines_aside() -> None:
+    third = "Officials met on Monday in the capital. Several delegations attended the session. "
+    in_lead = hit("china AND ip", "BEIJING, June 3\n\n" + third + "China discussed IP.")
+    past_lead = hit("china AND ip", third + "Then they all left the hall. China discussed IP.")
+    assert in_lead is not None and past_lead is not None
+    assert in_lead.score == 1.75  # the dateline is not one of the three
+    assert past_lead.score == 1.25
+    # A short text is all lead; a Chinese story's lead counts its sentences too.
+    assert hit("china AND ip", "China discussed IP.").score == 1.75  # type: ignore[union-attr]
+    chinese_lead = "国务院常务会议今天在北京召开。会议讨论了有关工作安排。与会人员听取了汇报。"
+    chinese = hit("知识产权", chinese_lead + "会议研究了知识产权保护问题。")
+    assert chinese is not None and chinese.score == 1.25
 
 
 # ---------------------------------------------------------------------------- versions
