@@ -299,7 +299,12 @@ class DigestConfig(_Model):
     tags: list[str] = Field(default_factory=list, description="Commitment tags (OR with ids).")
     schedule: str = Field("0 7 * * *", description="Cron line (minute hour day month weekday).")
     timezone: str = Field("UTC", description="Time zone of the schedule.")
-    min_score: float = Field(0, ge=0, description="Hits below this score are left out.")
+    min_score: float = Field(
+        0,
+        ge=0,
+        description="Hits below this score are left out: 2.0 keeps the stories about a "
+        "commitment and drops most passing mentions (docs/query-language.md, score).",
+    )
     send_when_empty: bool = Field(False, description="Send even when nothing is new.")
 
     _tz = field_validator("timezone")(_check_timezone)
