@@ -335,6 +335,27 @@ HITS = {
         "纲要实施三年成效",
         "国家知识产权局介绍《知识产权强国建设纲要（2021—2035年）》实施三年来的进展情况。",
     ),
+    # Round 10 (fixtures/match_feed r10*): the misses, each a way of saying it.
+    "PO-ACTION-PLAN (a work plan for the trade agreement's IP obligations)": (
+        "China publishes timetable for trade-deal IP obligations",
+        "China's IP office released a work plan that assigns deadlines and lead agencies for the "
+        "intellectual property obligations Beijing accepted in its trade agreement with the "
+        "United States.",
+    ),
+    "PO-1.5 (the defendant must prove it is no trade secret)": (
+        "China's trade secret provisions: key points",
+        "Article 32 of the AUCL provides that once the claimant shows its secret was likely "
+        "misappropriated, the defendant must prove that the information is not a trade secret.",
+    ),
+    "PO-1.12a (extending the term for delay, patent far from term)": (
+        "China's revised patent rules take effect",
+        "Where an invention patent is granted more than four years after filing, the patentee "
+        "may ask CNIPA to extend the term to compensate for unreasonable examination delay.",
+    ),
+    "PO-1.15-17 (China's own rules for judging generic names of GIs)": (
+        "国家知识产权局发布地理标志通用名称判定规则",
+        "规则明确，判定一个名称是否属于通用名称，应当以相关公众的通常认知为准。",
+    ),
 }
 
 
@@ -608,6 +629,43 @@ NOT_REPORTS = {
         "accession to the Hague Agreement does not extend to the city. Mainland Chinese firms "
         "filed most trademarks.",
         "WIPO-HAGUE-CN",
+    ),
+    # Round 10 (fixtures/match_feed r10*): a province's or city's story is not a national act.
+    "a province's PCT count is not China's use of the PCT": (
+        "Zhejiang PCT filings rise 12 percent",
+        "Companies in the province filed 6,100 international applications under the Patent "
+        "Cooperation Treaty last year, the provincial office said; Chinese applicants overall "
+        "remain the largest users of the PCT.",
+        "CN-PCT-GLOBAL-SERVICES",
+    ),
+    "a city's plan citing the Outline is not the Outline": (
+        "Suzhou issues three-year plan to become an IP model city",
+        "The municipal plan sets 40 tasks to implement the Outline for Building a Powerful "
+        "Intellectual Property Country (2021-2035) and China's 14th five-year IP plan locally.",
+        "CN-OUTLINE-2035",
+    ),
+    "a provincial measure naming patent linkage is not the linkage system": (
+        "四川出台措施支持医药产业发展",
+        "措施提出，鼓励企业用好药品专利纠纷早期解决机制，加强专利布局。",
+        "PO-1.11",
+    ),
+    "another country joining the Hague system is not China joining": (
+        "Brazil joins the Hague system for industrial designs",
+        "Brazil deposited its instrument of accession to the Hague Agreement, which took effect "
+        "on Tuesday. Members already include China, Japan and the European Union.",
+        "WIPO-HAGUE-CN",
+    ),
+    "RCEP's list of chapters is not a report on its IP chapter": (
+        "Japanese sake brewers eye China as RCEP tariff cuts begin",
+        "Chinese tariffs on Japanese rice wine fell under RCEP this month. The agreement "
+        "contains chapters on intellectual property, e-commerce and competition.",
+        "RCEP-CH11",
+    ),
+    "an evidence preservation order is not a preliminary injunction": (
+        "Chamber paper on trade secret litigation in China",
+        "Members want courts in China to make more use of evidence preservation orders in "
+        "trade secret cases.",
+        "PO-1.6",
     ),
 }
 
