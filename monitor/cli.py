@@ -444,13 +444,26 @@ def label(
 @app.command("quality")
 @friendly_errors
 def quality_command(
-    config_dir: ConfigOpt = None, db: DbOpt = None, fmt: FormatOpt = "table"
+    config_dir: ConfigOpt = None,
+    db: DbOpt = None,
+    fmt: FormatOpt = "table",
+    by_score: Annotated[
+        bool,
+        typer.Option(
+            "--by-score",
+            help="Instead: precision and recall of your labelled hits at each digest min_score.",
+        ),
+    ] = False,
 ) -> None:
     """Precision per commitment from your labels (recall where misses were labelled)."""
     from monitor import quality
 
     config = _load(config_dir, db)
     store = _open(config)
+    if by_score:
+        rows = quality.quality_by_score(store)
+        print_rows(rows, _format(fmt), title="Your labels at each digest min_score")
+        return
     print_rows(quality.quality(store), _format(fmt), title="Quality from labels")
 
 

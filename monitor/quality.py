@@ -210,6 +210,43 @@ def quality(store: Store) -> list[dict[str, Any]]:
     return out
 
 
+# The digest thresholds shown by ``quality_by_score``: 1.0 is any match; a title that says
+# it, a sentence in the lead and further sentences add to it (docs/query-language.md).
+SCORE_THRESHOLDS = (1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def quality_by_score(store: Store) -> list[dict[str, Any]]:
+    """What a recipient group's ``min_score`` would have done to your labelled hits.
+
+    For each threshold: the labelled hits it keeps, their precision, and the share of the
+    stories you labelled relevant that it keeps (missed stories count against it too), all
+    commitments together. It answers "which min_score for my digest?" from your own
+    judgements rather than from the project's labelled sets.
+    """
+    rows = store.query(
+        """SELECT l.commitment_id, a.story_id, MAX(l.judgement = 'relevant') AS relevant,
+                  (SELECT MAX(h.score) FROM hits h WHERE h.story_id = a.story_id
+                   AND h.commitment_id = l.commitment_id) AS score
+           FROM labels l JOIN articles a ON a.id = l.article_id
+           GROUP BY l.commitment_id, a.story_id"""
+    )
+    relevant_total = sum(1 for row in rows if row["relevant"])
+    out = []
+    for threshold in SCORE_THRESHOLDS:
+        kept = [row for row in rows if row["score"] is not None and row["score"] >= threshold]
+        true_positives = sum(1 for row in kept if row["relevant"])
+        out.append(
+            {
+                "min_score": threshold,
+                "labelled_hits_kept": len(kept),
+                "precision": round(true_positives / len(kept), 3) if kept else None,
+                "relevant_kept": true_positives,
+                "recall": round(true_positives / relevant_total, 3) if relevant_total else None,
+            }
+        )
+    return out
+
+
 def hit_as_row(story: StoryText, hit: Hit) -> dict[str, Any]:
     """A test-query result for printing: where, how strong, and the first evidence."""
     first = hit.evidence[0] if hit.evidence else None

@@ -93,3 +93,28 @@ def test_labels_give_precision_and_recall(site_config: Config, filled: Store) ->
     assert rows["WIPO-HAGUE-CN"]["recall"] == 0.5
     bad = runner.invoke(app, ["label", "999999", "relevant", *db])
     assert bad.exit_code == 1 and "no hit with id 999999" in bad.output
+
+
+def test_quality_by_score_shows_what_a_digest_min_score_keeps(
+    site_config: Config, filled: Store
+) -> None:
+    runner = CliRunner()
+    db = _db(site_config)
+    scored = filled.query("SELECT id, score FROM hits ORDER BY score DESC, id")
+    assert len(scored) >= 2
+    strongest, weakest = scored[0], scored[-1]
+    assert strongest["score"] > weakest["score"], "the fixture site needs hits of two strengths"
+    assert runner.invoke(app, ["label", str(strongest["id"]), "relevant", *db]).exit_code == 0
+    assert runner.invoke(app, ["label", str(weakest["id"]), "irrelevant", *db]).exit_code == 0
+    result = runner.invoke(app, ["quality", "--by-score", *db, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["min_score"]: r for r in json.loads(result.output)}
+    everything = rows[1.0]
+    assert everything["labelled_hits_kept"] == 2 and everything["precision"] == 0.5
+    above_weak = min(t for t in rows if t > weakest["score"])
+    if above_weak <= strongest["score"]:  # a threshold between the two keeps only the good one
+        assert rows[above_weak]["labelled_hits_kept"] == 1
+        assert rows[above_weak]["precision"] == 1.0 and rows[above_weak]["recall"] == 1.0
+    assert all(r["recall"] in (1.0, 0.0) for r in rows.values())
+    table = runner.invoke(app, ["quality", "--by-score", *db])
+    assert "min_score" in table.output
