@@ -335,6 +335,23 @@ HITS = {
         "纲要实施三年成效",
         "国家知识产权局介绍《知识产权强国建设纲要（2021—2035年）》实施三年来的进展情况。",
     ),
+    # Round 11 (fixtures/match_feed r11*): the misses.
+    "PO-1.6 (an injunction sentence about 'the secret', in a trade-secret story)": (
+        "New trade secret rules in China: what employers need to know",
+        "Where a defendant is about to disclose a secret, courts may issue behaviour-preservation "
+        "orders before litigation.",
+    ),
+    "PO-1.12b (compensation that offsets time lost to drug review, no word 'term')": (
+        "China passes fourth Patent Law amendment",
+        "A separate paragraph provides compensation for new drug-related invention patents, to "
+        "offset time lost to marketing review in China.",
+    ),
+    "PO-1.19 (China's customs acting on European complaints are China's, not Europe's)": (
+        "Market regulator cracks down on counterfeit masks",
+        "China's market regulator stepped up enforcement against counterfeit masks that threaten "
+        "health and safety. After complaints from several European governments about defective "
+        "masks, the commerce ministry and customs authorities introduced export checks.",
+    ),
     # Round 10 (fixtures/match_feed r10*): the misses, each a way of saying it.
     "PO-ACTION-PLAN (a work plan for the trade agreement's IP obligations)": (
         "China publishes timetable for trade-deal IP obligations",
@@ -629,6 +646,18 @@ NOT_REPORTS = {
         "accession to the Hague Agreement does not extend to the city. Mainland Chinese firms "
         "filed most trademarks.",
         "WIPO-HAGUE-CN",
+    ),
+    # Round 11 (fixtures/match_feed r11*).
+    "one bank's pledge loans are not the national pledge-financing figure": (
+        "华信银行2025年知识产权质押贷款投放120亿元",
+        "华信银行披露，2025年该行累计投放知识产权质押贷款120亿元，同比增长50%。",
+        "CN-PLEDGE-COURT",
+    ),
+    "the amended competition law's Article 32 is the burden of proof, not who is liable": (
+        "最高法商业秘密司法解释今起施行",
+        "司法解释衔接2019年修改后的反不正当竞争法第三十二条：权利人提供初步证据，证明其已对"
+        "商业秘密采取保密措施的，举证责任转由涉嫌侵权人承担。",
+        "PO-1.3-4",
     ),
     # Round 10 (fixtures/match_feed r10*): a province's or city's story is not a national act.
     "a province's PCT count is not China's use of the PCT": (
