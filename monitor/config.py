@@ -302,8 +302,8 @@ class DigestConfig(_Model):
     min_score: float = Field(
         0,
         ge=0,
-        description="Hits below this score are left out: 2.0 keeps the stories about a "
-        "commitment and drops most passing mentions (docs/query-language.md, score).",
+        description="Hits below this score are left out: 2.0 drops most passing mentions, "
+        "and about two reports in five (docs/query-language.md, score).",
     )
     send_when_empty: bool = Field(False, description="Send even when nothing is new.")
 
