@@ -38,11 +38,9 @@ if str(ROOT) not in sys.path:
 
 from monitor.config import load_config  # noqa: E402
 from monitor.match import compile_matcher  # noqa: E402
+from monitor.quality import SCORE_THRESHOLDS  # noqa: E402  (the same as monitor quality --by-score)
 
 SPLITS = ("all", "tune", "holdout")
-# Digest thresholds to report: a hit scores 1.0 for matching, more for a title that
-# matches and for several sentences that satisfy the query (docs/query-language.md).
-MIN_SCORES = (1.0, 1.5, 2.0, 2.5, 3.0)
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 
 
@@ -179,7 +177,7 @@ def by_min_score(
 ) -> dict[str, dict[str, float]]:
     """Overall P/R/F1 of the split's files keeping only hits scoring at least each threshold."""
     result = {}
-    for threshold in MIN_SCORES:
+    for threshold in SCORE_THRESHOLDS:
         counts = Counts()
         for name, p in predictions.items():
             if not in_split(name, split):

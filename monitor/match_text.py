@@ -398,19 +398,17 @@ class Document:
             return self._lead_end
         if self._lines_pending:
             self._add_lines()
-        end = self.text_start
+        self._lead_end = self.n_tokens  # a text with fewer sentences is all lead
         counted = 0
         first_text_unit = 0 if self._title_span is None else 1
         for unit in range(first_text_unit, len(self._unit_ts)):
             for first, stop, _, _ in self.unit_sentences(unit):
                 if stop - first >= LEAD_MIN_TOKENS:
                     counted += 1
-                    end = stop
                     if counted == LEAD_SENTENCES:
-                        self._lead_end = end
-                        return end
-        self._lead_end = self.n_tokens
-        return self.n_tokens
+                        self._lead_end = stop
+                        return stop
+        return self._lead_end
 
     def all_sentences(self) -> list[tuple[int, int]]:
         """Every sentence's token range, splitting every unit (for tests and inspection)."""
